@@ -1,0 +1,97 @@
+"""Every setting and tuning constant of the server, in one place.
+
+Settings come from the environment (see the README's table); the constants
+below them are fixed bounds, each saying what it limits.
+"""
+
+import os
+from dataclasses import dataclass
+
+# --- tuning constants ------------------------------------------------------
+
+REDIS_POOL_SIZE = 64          # Redis command connections per process (blocking pool)
+REDIS_POOL_WAIT = 5.0         # seconds a request waits for a free pooled connection
+REDIS_TIMEOUT = 5.0           # seconds a Redis command or connect may take before 503
+PUBSUB_BATCH_MAX = 2000       # pub/sub messages fanned out in one batch, at most
+FANOUT_INTERVAL = float(os.environ.get("CHAT_FANOUT_INTERVAL", "0.01"))  # s between fan-outs, at least
+PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub connection
+PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts
+SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
+WS_READ_BYTES = 4096          # bytes read from a WebSocket per receive call
+WS_CLOSE_GRACE = 5.0          # seconds a closing socket may take to flush and answer
+WS_FRAME_SLACK_BYTES = 65536  # bytes a message frame may carry beyond 4 per allowed char
+FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed char
+SHUTDOWN_GRACE = 2.0          # seconds shutdown waits for close frames to flush
+
+
+def _int(environ, name, default, minimum=0):
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _float(environ, name, default, minimum=0.0):
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if not value >= minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's settings; `from_env` reads them, tests build them directly."""
+
+    redis_url: str | None = None         # the shared Redis; None: in-process store
+    redis_prefix: str = "chat:"          # prefix of every Redis key and channel
+    archive_size: int = 100              # events kept per room
+    max_message_chars: int = 2000        # longest message, in code points
+    longpoll_timeout: float = 25.0       # seconds a long poll waits for events
+    rate_burst: int = 20                 # messages a user may post at once per room
+    rate_per_sec: float = 5.0            # refill of that allowance, per second
+    send_queue: int = 256                # events waiting for a WebSocket before 1013
+    ping_interval: float = 25.0          # seconds between keepalive pings
+    allowed_origins: tuple[str, ...] = ()  # extra origins allowed to open a WebSocket
+    presence_ttl: float = 60.0           # seconds a poll or page load keeps a user present
+    secret_key: str | None = None        # Flask's secret; None: random per start, with a warning
+    log_format: str = "text"             # "text" or "json" log lines
+
+    @classmethod
+    def from_env(cls, environ=None):
+        """Reads every setting; a malformed value stops the start with its name."""
+        env = os.environ if environ is None else environ
+        origins = tuple(
+            o.strip().rstrip("/").lower()
+            for o in env.get("CHAT_ALLOWED_ORIGINS", "").split(",")
+            if o.strip()
+        )
+        log_format = env.get("CHAT_LOG_FORMAT", "text").lower()
+        if log_format not in ("text", "json"):
+            raise ValueError(f"CHAT_LOG_FORMAT must be text or json, not {log_format!r}")
+        kwargs = dict(
+            redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("CHAT_REDIS_PREFIX", "chat:"),
+            archive_size=_int(env, "CHAT_ARCHIVE_SIZE", 100, minimum=1),
+            max_message_chars=_int(env, "CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1),
+            longpoll_timeout=_float(env, "CHAT_LONGPOLL_TIMEOUT", 25.0),
+            rate_burst=_int(env, "CHAT_RATE_BURST", 20, minimum=1),
+            rate_per_sec=_float(env, "CHAT_RATE_PER_SEC", 5.0),
+            send_queue=_int(env, "CHAT_SEND_QUEUE", 256, minimum=1),
+            ping_interval=_float(env, "CHAT_PING_INTERVAL", 25.0, minimum=0.1),
+            allowed_origins=origins,
+            presence_ttl=_float(env, "CHAT_PRESENCE_TTL", 60.0, minimum=1.0),
+            log_format=log_format,
+        )
+        return cls(secret_key=env.get("SECRET_KEY") or None, **kwargs)

@@ -1,0 +1,74 @@
+"""Every error a user can see: JSON on API routes, a readable page elsewhere.
+
+Nothing here shows a stack trace; unexpected errors are logged and answered
+500. The security headers of every response are set here too.
+"""
+
+import logging
+
+from flask import jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from .events import Invalid
+from .hub import ShuttingDown
+from .room import RateLimited, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+API_PATHS = frozenset({
+    "/longpolling/room/messages",
+    "/websocket/room/socket",
+    "/healthz",
+    "/presence",
+    "/metrics",
+})
+
+# The pages run only their own scripts and styles, and may talk only to us.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def error_response(status, message):
+    if request.path in API_PATHS:
+        response = jsonify(error=message)
+    else:
+        response = render_template("error.html", status=status, message=message)
+    return response, status
+
+
+def init_app(app):
+    @app.errorhandler(Invalid)
+    def invalid(exc):
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(RateLimited)
+    def rate_limited(exc):
+        return error_response(429, "too many messages: wait a moment and try again")
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(exc):
+        log.warning("redis unavailable: %s", exc)
+        return error_response(503, "the chat store is unavailable; nothing was posted")
+
+    @app.errorhandler(ShuttingDown)
+    def shutting_down(exc):
+        return error_response(503, "this server is restarting; try again")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return error_response(exc.code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response

@@ -1,0 +1,362 @@
+"""This process's hub: its one pub/sub connection, and the fan-out to its listeners.
+
+A post runs the Lua script (room.py), which publishes "<prev> <id> <event>"
+on the room's channel. Each process's hub reads its one pub/sub connection,
+takes every message already buffered (a batch), and for each room in it:
+
+- frames the events once and hands the same bytes to each WebSocket client of
+  the room (Client.send: a non-blocking write, never a wake-up per client);
+- answers the room's long-poll waiters, one JSON array per distinct
+  lastReceived.
+
+The hub remembers the last id it delivered per room. When a message's prev id
+is newer than that (a message was missed), or when a subscription is
+(re-)established, it backfills from the archive first: listeners get every
+event in id order, once. Redis going away only delays delivery; the reader
+reconnects with backoff and resubscribes.
+"""
+
+import logging
+import time
+from bisect import bisect_right
+
+import gevent
+import redis
+from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
+
+from .client import text_frame
+from .config import (FANOUT_INTERVAL, PUBSUB_BACKOFF_MAX, PUBSUB_BACKOFF_MIN, PUBSUB_BATCH_MAX,
+                     SUBSCRIBE_TIMEOUT)
+from .room import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ShuttingDown(Exception):
+    """The process is stopping: listeners are sent elsewhere."""
+
+
+class Subscription:
+    """This process's listeners of one room, and the last id delivered to them."""
+
+    def __init__(self, room, channel):
+        self.room = room
+        self.channel = channel
+        self.users = 0          # listeners holding this subscription
+        self.clients = set()    # WebSocket clients up to date with last_id
+        self.joining = {}       # client -> Joiner: catching up, see Hub.attach
+        self.waiters = set()    # long polls
+        self.last_id = None     # newest id delivered here; None: none yet
+        self.ready = Event()    # set while Redis confirms the subscription
+
+
+class Joiner:
+    """A WebSocket client between its archive replay and its first live batch."""
+
+    __slots__ = ("mark", "queue")
+
+    def __init__(self):
+        self.mark = None        # newest id the client has; None: still reading
+        self.queue = []         # events delivered while it read the archive
+
+
+class Waiter:
+    """One long poll: wants the events with id > after."""
+
+    __slots__ = ("after", "result")
+
+    def __init__(self, after):
+        self.after = after
+        self.result = AsyncResult()
+
+
+def frames(events):
+    return b"".join([text_frame(raw) for _, raw in events])
+
+
+def json_array(events):
+    return b"[" + b",".join([raw for _, raw in events]) + b"]"
+
+
+class Hub:
+    """Owns this process's pub/sub connection; the only reader of it."""
+
+    def __init__(self, rooms, pubsub_client, settings):
+        self._rooms = rooms
+        self._client = pubsub_client
+        self._ping_interval = settings.ping_interval
+        self._control = f"{settings.redis_prefix}hub"
+        self._subs = {}          # room -> Subscription
+        self._by_channel = {}    # channel (bytes) -> Subscription
+        self._lock = Semaphore()  # orders (un)subscribe commands like _subs changes
+        self._pubsub = None
+        self._greenlets = []
+        self._stopping = False
+        self.connected = Event()  # set while the pub/sub connection is up
+
+    def start(self):
+        if not self._greenlets:
+            self._greenlets = [gevent.spawn(self._read_forever),
+                               gevent.spawn(self._ping_forever)]
+
+    def stop(self):
+        """Stops the reader and the pinger."""
+        gevent.killall(self._greenlets)
+        self._greenlets = []
+        self._close()
+
+    # --- listeners ------------------------------------------------------------
+
+    def attach(self, client, after):
+        """Sends client the archived events with id > after, then every new one.
+
+        From the moment this returns the client gets each event of its room
+        once, in id order. Raises StoreUnavailable or ShuttingDown.
+        """
+        sub = self._acquire(client.room)
+        joiner = sub.joining[client] = Joiner()
+        try:
+            events = []
+            if sub.last_id is None or after < sub.last_id:
+                events = self._rooms.history(client.room, after)
+        except BaseException:
+            del sub.joining[client]
+            self._release(sub)
+            raise
+        mark = events[-1][0] if events else after
+        events += [e for e in joiner.queue if e[0] > mark]
+        if events:
+            client.send(frames(events), len(events))
+            mark = events[-1][0]
+        joiner.mark, joiner.queue = mark, None
+        if sub.last_id is not None and sub.last_id >= mark:
+            del sub.joining[client]
+            sub.clients.add(client)
+
+    def detach(self, client):
+        sub = self._subs[client.room]
+        sub.clients.discard(client)
+        sub.joining.pop(client, None)
+        self._release(sub)
+
+    def wait(self, room, after, timeout):
+        """The room's events with id > after as a JSON array (bytes).
+
+        Answers at once when the archive has some; else waits up to timeout
+        for the next ones and answers b"[]" if none came.
+        """
+        if self._stopping:
+            return b"[]"
+        sub = self._acquire(room)
+        waiter = Waiter(after)
+        sub.waiters.add(waiter)
+        try:
+            if sub.last_id is None or after < sub.last_id:
+                events = self._rooms.history(room, after)
+                if events:
+                    return json_array(events)
+            try:
+                return waiter.result.get(timeout=timeout)
+            except gevent.Timeout:
+                return b"[]"
+        finally:
+            sub.waiters.discard(waiter)
+            self._release(sub)
+
+    def shutdown(self):
+        """Closes every WebSocket with 1012 and answers every long poll."""
+        self._stopping = True
+        for sub in list(self._subs.values()):
+            for client in list(sub.clients) + list(sub.joining):
+                client.close(1012, "server restarting; reconnect with lastReceived")
+            for waiter in list(sub.waiters):
+                waiter.result.set(b"[]")
+
+    def clients(self):
+        """Every WebSocket client of this process."""
+        for sub in list(self._subs.values()):
+            yield from list(sub.clients)
+            yield from list(sub.joining)
+
+    def _acquire(self, room):
+        if self._stopping:
+            raise ShuttingDown()
+        self.start()
+        with self._lock:
+            sub = self._subs.get(room)
+            if sub is None:
+                sub = self._subs[room] = Subscription(room, self._rooms.channel(room))
+                self._by_channel[sub.channel.encode()] = sub
+                self._command("subscribe", sub.channel)
+            sub.users += 1
+        if not sub.ready.wait(SUBSCRIBE_TIMEOUT):
+            self._release(sub)
+            raise StoreUnavailable("the pub/sub connection to Redis is down")
+        return sub
+
+    def _release(self, sub):
+        with self._lock:
+            sub.users -= 1
+            if sub.users == 0 and self._subs.get(sub.room) is sub:
+                del self._subs[sub.room]
+                del self._by_channel[sub.channel.encode()]
+                self._command("unsubscribe", sub.channel)
+
+    def _command(self, name, channel):
+        """Sends (UN)SUBSCRIBE; if the connection is down, the reader resubscribes."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        try:
+            getattr(pubsub, name)(channel)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("%s %s failed: %s", name, channel, exc)
+
+    # --- the pub/sub reader -------------------------------------------------------
+
+    def _read_forever(self):
+        backoff = PUBSUB_BACKOFF_MIN
+        while True:
+            try:
+                pubsub = self._open()
+                backoff = PUBSUB_BACKOFF_MIN
+                self._read(pubsub)
+            except (redis.RedisError, OSError, StoreUnavailable) as exc:
+                if self.connected.is_set():
+                    log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
+                self._close()
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
+
+    def _open(self):
+        """A new pub/sub connection, subscribed to the control channel and every room."""
+        pubsub = self._client.pubsub()
+        with self._lock:
+            pubsub.subscribe(self._control, *[s.channel for s in self._subs.values()])
+            self._pubsub = pubsub
+        return pubsub
+
+    def _close(self):
+        self.connected.clear()
+        with self._lock:
+            pubsub, self._pubsub = self._pubsub, None
+            for sub in self._subs.values():
+                sub.ready.clear()
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except (redis.RedisError, OSError):
+                pass
+
+    def _read(self, pubsub):
+        """Reads forever; each batch is every message already buffered.
+
+        Fan-outs are at least FANOUT_INTERVAL apart: a message that arrives
+        sooner waits for the rest of the interval, so a busy room costs one
+        write per client per interval, not per message.
+        """
+        last_fanout = 0.0
+        while True:
+            batch = [pubsub.get_message(timeout=None)]
+            wait = last_fanout + FANOUT_INTERVAL - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)
+            last_fanout = time.monotonic()
+            while len(batch) < PUBSUB_BATCH_MAX:
+                message = pubsub.get_message(timeout=0)
+                if message is None:
+                    break
+                batch.append(message)
+            self._dispatch(batch)
+
+    def _dispatch(self, batch):
+        by_sub = {}
+        for message in batch:
+            if message is None:
+                continue
+            kind = message["type"]
+            sub = self._by_channel.get(message["channel"])
+            if kind == "message":
+                if sub is not None and sub.ready.is_set():
+                    by_sub.setdefault(sub, []).append(message["data"])
+            elif kind == "subscribe":
+                if message["channel"] == self._control.encode():
+                    self.connected.set()
+                elif sub is not None:
+                    self._subscribed(sub)
+        for sub, published in by_sub.items():
+            self._receive(sub, published)
+
+    def _subscribed(self, sub):
+        """Redis confirmed a subscription: backfill what it may have missed."""
+        if sub.last_id is not None:
+            missed = self._rooms.history(sub.room, sub.last_id)
+            if missed:
+                self._deliver(sub, missed)
+        sub.ready.set()
+
+    def _receive(self, sub, published):
+        """Delivers published messages in id order, once, filling gaps first."""
+        events = []
+        last = sub.last_id
+        for data in published:
+            prev, eid, raw = data.split(b" ", 2)
+            eid = int(eid)
+            if last is not None:
+                if eid <= last:
+                    continue
+                if int(prev) > last:
+                    missed = self._rooms.history(sub.room, last)
+                    events += [e for e in missed if e[0] < eid]
+            events.append((eid, raw))
+            last = eid
+        if events:
+            self._deliver(sub, events)
+
+    def _deliver(self, sub, events):
+        """Fan-out of one batch: the same bytes to every up-to-date client."""
+        sub.last_id = events[-1][0]
+        data, count = frames(events), len(events)
+        for client in sub.clients:
+            client.send(data, count)
+        if sub.joining:
+            self._deliver_to_joiners(sub, events, data)
+        if sub.waiters:
+            self._answer(sub, events)
+
+    def _deliver_to_joiners(self, sub, events, data):
+        """Queues for clients still reading the archive; filters for those ahead."""
+        for client, joiner in list(sub.joining.items()):
+            if joiner.mark is None:
+                joiner.queue += events
+                continue
+            fresh = [e for e in events if e[0] > joiner.mark]
+            if fresh:
+                client.send(data if len(fresh) == len(events) else frames(fresh), len(fresh))
+                joiner.mark = fresh[-1][0]
+            if joiner.mark <= sub.last_id:
+                del sub.joining[client]
+                sub.clients.add(client)
+
+    def _answer(self, sub, events):
+        ids = [eid for eid, _ in events]
+        bodies = {}
+        for waiter in list(sub.waiters):
+            start = bisect_right(ids, waiter.after)
+            if start == len(ids):
+                continue
+            body = bodies.get(start)
+            if body is None:
+                body = bodies[start] = json_array(events[start:])
+            waiter.result.set(body)
+            sub.waiters.discard(waiter)
+
+    # --- keepalive -----------------------------------------------------------------
+
+    def _ping_forever(self):
+        """Pings every client each interval; a client silent for a whole interval is closed."""
+        while True:
+            gevent.sleep(self._ping_interval)
+            for client in self.clients():
+                client.ping()

@@ -1,0 +1,63 @@
+"""Long polling: the page asks for the events after the last one it has."""
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+
+from .events import Invalid, parse_text, read_query
+
+bp = Blueprint("longpolling", __name__, url_prefix="/longpolling")
+
+
+def _chat():
+    return current_app.extensions["chat"]
+
+
+@bp.get("")
+def join():
+    room, user, _ = read_query(request.environ)
+    _chat().rooms.post(room, "join", user)
+    return redirect(url_for(".room", user=user, room=room), 302)
+
+
+@bp.get("/room")
+def room():
+    room, user, _ = read_query(request.environ)
+    return render_template(
+        "longpolling_room.html", room=room, user=user,
+        transport="longpolling", transport_name="long polling",
+        post_url=url_for(".say", user=user, room=room),
+        leave_url=url_for(".leave", user=user, room=room),
+        max_chars=_chat().settings.max_message_chars)
+
+
+@bp.get("/room/messages")
+def messages():
+    room, _, after = read_query(request.environ, user_required=False)
+    chat = _chat()
+    body = chat.hub.wait(room, after, chat.settings.longpoll_timeout)
+    return Response(body, mimetype="application/json")
+
+
+@bp.post("/room/messages")
+def say():
+    room, user, _ = read_query(request.environ)
+    chat = _chat()
+    text = parse_text(_message_field(), chat.settings.max_message_chars)
+    event = chat.rooms.post(room, "message", user, text)
+    return Response(event, status=201, mimetype="application/json")
+
+
+def _message_field():
+    """The `message` of a form or of a JSON object body."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise Invalid('the body must be a JSON object like {"message": "..."}')
+        return body.get("message")
+    return request.form.get("message")
+
+
+@bp.get("/room/leave")
+def leave():
+    room, user, _ = read_query(request.environ)
+    _chat().rooms.post(room, "leave", user)
+    return redirect(url_for("home.index"), 302)

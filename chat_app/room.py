@@ -1,0 +1,111 @@
+"""The Redis side of a room: posting (one Lua script), the archive, the ids.
+
+Keys of a room R, under the prefix P:
+    P R:last         the newest id handed out
+    P R:archive      the newest CHAT_ARCHIVE_SIZE events, oldest first (JSON)
+    P R:rate:U       user U's token bucket for messages
+and its pub/sub channel is `P R:events`, carrying "<prev id> <id> <event JSON>".
+"""
+
+import redis
+
+from .events import event_fields, event_id
+
+# Posts one event atomically, so that publication order is id order.
+# KEYS: last id, archive, and for a message the sender's rate bucket.
+# ARGV: event fields (JSON members), archive size, channel, burst, refill/s.
+# Returns the event's JSON, or false when the rate limit refuses it.
+# The id is max(last + 1, Redis time in microseconds): above every id handed
+# out before, also after Redis restarts empty (unless a room sustained more
+# than a million posts a second).
+POST_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if KEYS[3] then
+  local burst, per_sec = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local bucket = redis.call('HMGET', KEYS[3], 'tokens', 'at')
+  local tokens = tonumber(bucket[1]) or burst
+  local at = tonumber(bucket[2]) or now
+  if now > at then
+    tokens = math.min(burst, tokens + (now - at) * per_sec / 1000000)
+  end
+  if tokens < 1 then
+    return false
+  end
+  redis.call('HSET', KEYS[3], 'tokens', tostring(tokens - 1),
+             'at', string.format('%d', now))
+  redis.call('PEXPIRE', KEYS[3], math.ceil(burst / per_sec * 1000) + 1000)
+end
+local last = tonumber(redis.call('GET', KEYS[1])) or 0
+local id = math.max(last + 1, now)
+local event = string.format('{"id":%d,%s,"ts":%d}', id, ARGV[1], math.floor(now / 1000))
+redis.call('SET', KEYS[1], string.format('%d', id))
+redis.call('RPUSH', KEYS[2], event)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('PUBLISH', ARGV[3], string.format('%d %d ', last, id) .. event)
+return event
+"""
+
+
+class StoreUnavailable(Exception):
+    """Redis did not answer; nothing was posted."""
+
+
+class RateLimited(Exception):
+    """The sender used up its allowance of messages in this room."""
+
+
+class Rooms:
+    """Every room's shared state, kept in Redis; safe to use from any greenlet."""
+
+    def __init__(self, client, settings):
+        self._redis = client
+        self._prefix = settings.redis_prefix
+        self._archive_size = str(settings.archive_size)
+        self._burst = str(settings.rate_burst)
+        self._per_sec = repr(float(settings.rate_per_sec))
+        self._post = client.register_script(POST_SCRIPT)
+
+    def channel(self, room):
+        return f"{self._prefix}{room}:events"
+
+    def room_of(self, channel):
+        """The room whose events a channel carries (the inverse of `channel`)."""
+        return channel[len(self._prefix):-len(":events")]
+
+    def post(self, room, kind, user, text=""):
+        """Posts one event; returns its JSON (bytes). One round trip to Redis."""
+        keys = [f"{self._prefix}{room}:last", f"{self._prefix}{room}:archive"]
+        if kind == "message":
+            keys.append(f"{self._prefix}{room}:rate:{user}")
+        args = [event_fields(kind, room, user, text), self._archive_size,
+                self.channel(room), self._burst, self._per_sec]
+        try:
+            event = self._post(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if event is None:
+            raise RateLimited(room, user)
+        return event
+
+    def history(self, room, after=0):
+        """The archived events with id > after, oldest first, as (id, JSON) pairs."""
+        try:
+            archive = self._redis.lrange(f"{self._prefix}{room}:archive", 0, -1)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        newer = []
+        for raw in reversed(archive):
+            eid = event_id(raw)
+            if eid <= after:
+                break
+            newer.append((eid, raw))
+        newer.reverse()
+        return newer
+
+    def healthy(self):
+        """Whether Redis answers a PING now."""
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False

@@ -1,0 +1,128 @@
+"""WebSocket: the page, and the socket that replays the archive then streams events.
+
+flask-sock routes the socket and simple-websocket does the handshake; from
+then on the connection belongs to a Client (client.py), whose read pump runs
+in this request's greenlet and whose write path the hub shares.
+"""
+
+import json
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, g, render_template, request, url_for
+from flask_sock import Sock
+
+from .client import Client, text_frame
+from .events import Invalid, parse_text, read_query
+from .hub import ShuttingDown
+from .room import RateLimited, StoreUnavailable
+
+bp = Blueprint("websocket", __name__, url_prefix="/websocket")
+sock = Sock()
+
+
+class NoReaderThread:
+    """Stands in for simple-websocket's reader thread, which is never started:
+    Client.run reads the socket in the request greenlet, one greenlet a client."""
+
+    name = "unused"
+
+    def __init__(self, target=None):
+        pass
+
+    def start(self):
+        pass
+
+
+# simple-websocket options: no reader thread, and no per-socket event object.
+SERVER_OPTIONS = {"thread_class": NoReaderThread, "event_class": object}
+
+
+@bp.get("/room")
+def room():
+    room, user, _ = read_query(request.environ)
+    return render_template(
+        "websocket_room.html", room=room, user=user,
+        transport="websocket", transport_name="WebSocket",
+        post_url="", leave_url=url_for("home.index"),
+        max_chars=current_app.extensions["chat"].settings.max_message_chars)
+
+
+@bp.before_request
+def check_handshake():
+    """Refuses a bad handshake before it is accepted: 400, or 403 for a foreign Origin."""
+    if request.endpoint != "websocket.socket":
+        return None
+    g.room, g.user, g.after = read_query(request.environ)
+    if request.headers.get("Sec-WebSocket-Version") != "13" or \
+            not request.headers.get("Sec-WebSocket-Key"):
+        raise Invalid("a WebSocket handshake (version 13) is required")
+    if not origin_allowed(request.headers.get("Origin"), request.host,
+                          current_app.extensions["chat"].settings.allowed_origins):
+        abort(403, "this origin may not open a WebSocket here")
+    # No permessage-deflate: frames are shared by every client, uncompressed.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    return None
+
+
+def origin_allowed(origin, host, allowed):
+    """No Origin (not a browser), this host and port, or one of `allowed`."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+
+
+@sock.route("/room/socket", bp=bp)
+def socket(ws):
+    chat = current_app.extensions["chat"]
+    settings = chat.settings
+    ws.connected = False  # simple-websocket must not write: the Client does
+    client = Client(ws.sock, g.room, g.user, settings.send_queue, settings.max_message_chars)
+    try:
+        chat.hub.attach(client, g.after)
+    except ShuttingDown:
+        return _refuse(client, 1012, "server restarting; reconnect")
+    except StoreUnavailable:
+        return _refuse(client, 1011, "the chat store is unavailable")
+    try:
+        chat.rooms.post(client.room, "join", client.user)
+    except StoreUnavailable:
+        chat.hub.detach(client)
+        return _refuse(client, 1011, "the chat store is unavailable")
+    try:
+        client.run(lambda text: _on_text(chat, client, text))
+    finally:
+        chat.hub.detach(client)
+        try:
+            chat.rooms.post(client.room, "leave", client.user)
+        except StoreUnavailable:
+            pass
+    return None
+
+
+def _refuse(client, code, reason):
+    client.close(code, reason)
+    client.run(lambda text: None)
+
+
+def _on_text(chat, client, text):
+    """One message from the client: posted, refused with an error frame, or 1009."""
+    try:
+        text = parse_text(text, chat.settings.max_message_chars)
+    except Invalid as exc:
+        if exc.status == 413:
+            client.close(1009, exc.message)
+        return  # an empty message is ignored
+    try:
+        chat.rooms.post(client.room, "message", client.user, text)
+    except RateLimited:
+        client.send(error_frame("too many messages: wait a moment; this one was not posted"))
+    except StoreUnavailable:
+        client.send(error_frame("the chat store is unavailable; this message was not posted"))
+
+
+def error_frame(text):
+    return text_frame(json.dumps({"type": "error", "text": text}).encode())

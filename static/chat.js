@@ -1,0 +1,106 @@
+// Shared by the three room pages: events rendered as text only (textContent),
+// gorilla's appendLog scrolling, the connection state, notices, the send form.
+"use strict";
+
+const Chat = (() => {
+  const body = document.body;
+  const me = body.dataset.user;
+  const room = body.dataset.room;
+  const log = document.getElementById("messages");
+  const state = document.getElementById("state");
+  const notice = document.getElementById("notice");
+  const form = document.getElementById("send");
+  const input = document.getElementById("message");
+  const query = `room=${encodeURIComponent(room)}&user=${encodeURIComponent(me)}`;
+
+  function clock(ts) {
+    return new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function span(className, text) {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+
+  function render(event) {
+    const li = document.createElement("li");
+    li.className = `message event-${event.type}` + (event.user === me ? " mine" : "");
+    li.dataset.id = event.id;
+    li.dataset.user = event.user;
+    const what = event.type === "message" ? event.text : event.type === "join" ? "joined" : "left";
+    const time = document.createElement("time");
+    time.dataset.ts = event.ts;
+    time.textContent = clock(event.ts);
+    li.append(span("user", event.user === me ? "you" : event.user), span("text", what), time);
+    return li;
+  }
+
+  // The view follows new messages only if the reader is at the bottom.
+  function atBottom() {
+    return log.scrollTop >= log.scrollHeight - log.clientHeight - 2;
+  }
+
+  function appendNodes(nodes) {
+    const follow = atBottom();
+    for (const node of nodes) log.appendChild(node);
+    if (follow) log.scrollTop = log.scrollHeight - log.clientHeight;
+  }
+
+  function lastId() {
+    const last = log.lastElementChild;
+    return last ? Number(last.dataset.id) : 0;
+  }
+
+  const listeners = [];
+
+  // Appends the events newer than the last one shown; returns them.
+  function append(events) {
+    const newest = lastId();
+    const fresh = events.filter((e) => e.id > newest);
+    if (fresh.length) {
+      appendNodes(fresh.map(render));
+      for (const listener of listeners) listener(fresh);
+    }
+    return fresh;
+  }
+
+  function setState(kind, text) {
+    state.className = `state ${kind}`;
+    state.textContent = text;
+  }
+
+  function showNotice(text) {
+    notice.textContent = text;
+    notice.hidden = false;
+    clearTimeout(showNotice.timer);
+    showNotice.timer = setTimeout(() => { notice.hidden = true; }, 6000);
+  }
+
+  // send(text) returns a promise; the input is cleared once it resolves.
+  function onSend(send) {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      try {
+        await send(text);
+        input.value = "";
+      } catch (err) {
+        showNotice(err.message);
+      }
+      input.focus();
+    });
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  for (const time of log.querySelectorAll("time[data-ts]")) time.textContent = clock(Number(time.dataset.ts));
+  log.scrollTop = log.scrollHeight;
+
+  return { me, room, query, log, append, appendNodes, lastId, clock, setState, showNotice,
+           onSend, sleep, onEvents: (f) => listeners.push(f) };
+})();

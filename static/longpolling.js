@@ -1,0 +1,38 @@
+// Long-polling transport: one request at a time asks for the events after the
+// last one shown; the server answers when there are some (or [] after a while).
+"use strict";
+
+(() => {
+  const url = `/longpolling/room/messages?${Chat.query}`;
+  let backoff = 500;
+
+  async function poll() {
+    for (;;) {
+      try {
+        const response = await fetch(`${url}&lastReceived=${Chat.lastId()}`, { cache: "no-store" });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        Chat.setState("connected", "connected");
+        backoff = 500;
+        Chat.append(await response.json());
+      } catch (err) {
+        Chat.setState("disconnected", "disconnected, reconnecting…");
+        await Chat.sleep(backoff);
+        backoff = Math.min(backoff * 2, 8000);
+      }
+    }
+  }
+
+  Chat.onSend(async (text) => {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message: text }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.error || `Not sent (HTTP ${response.status}).`);
+    }
+  });
+  Chat.setState("connected", "connected");
+  poll();
+})();

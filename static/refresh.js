@@ -1,0 +1,30 @@
+// Active refresh: every 5 s the page fetches itself and appends the events it
+// does not show yet (the form posts as a plain HTML form).
+"use strict";
+
+(() => {
+  const PERIOD = 5000;
+
+  async function refresh() {
+    try {
+      const response = await fetch(location.href, { cache: "no-store" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const newest = Chat.lastId();
+      const fresh = [...page.querySelectorAll("#messages > li.message")]
+        .filter((li) => Number(li.dataset.id) > newest)
+        .map((li) => document.importNode(li, true));
+      for (const li of fresh) {
+        const time = li.querySelector("time[data-ts]");
+        if (time) time.textContent = Chat.clock(Number(time.dataset.ts));
+      }
+      Chat.appendNodes(fresh);
+      Chat.setState("connected", "refreshing every 5 s");
+    } catch (err) {
+      Chat.setState("disconnected", "disconnected, retrying…");
+    }
+    setTimeout(refresh, PERIOD);
+  }
+
+  setTimeout(refresh, PERIOD);
+})();

@@ -1,0 +1,37 @@
+// WebSocket transport: events are pushed; after a drop the page reconnects by
+// itself with lastReceived, so it shows everything archived meanwhile, once.
+"use strict";
+
+(() => {
+  let socket = null;
+  let backoff = 500;
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const last = Chat.lastId();
+    let url = `${scheme}//${location.host}/websocket/room/socket?${Chat.query}`;
+    if (last) url += `&lastReceived=${last}`;
+    Chat.setState("connecting", "connecting…");
+    socket = new WebSocket(url);
+    socket.onopen = () => {
+      Chat.setState("connected", "connected");
+      backoff = 500;
+    };
+    socket.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      if (event.type === "error") Chat.showNotice(event.text);
+      else Chat.append([event]);
+    };
+    socket.onclose = () => {
+      Chat.setState("disconnected", "disconnected, reconnecting…");
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 8000);
+    };
+  }
+
+  Chat.onSend(async (text) => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) throw new Error("Not connected: wait a moment and send again.");
+    socket.send(text);
+  });
+  connect();
+})();

@@ -1,0 +1,308 @@
+import json
+
+import gevent
+import pytest
+
+from chat_app.config import Settings
+from chat_app.hub import Hub, ShuttingDown, Subscription
+from chat_app.room import Rooms
+from chat_app.store import connect
+import requests
+
+from tests.servers import Socket, wait_until
+
+
+class FakeClient:
+    """Records what the hub writes to it, as a WebSocket client would receive it."""
+
+    def __init__(self, room="lobby"):
+        self.room = room
+        self.sends = []      # (data, events) as given to send
+        self.closed = None
+        self.pings = 0
+
+    def send(self, data, events=1):
+        self.sends.append((data, events))
+
+    def close(self, code, reason=""):
+        self.closed = code
+
+    def ping(self):
+        self.pings += 1
+
+    def events(self):
+        return [e for data, _ in self.sends for e in decode_frames(data)]
+
+
+def decode_frames(data):
+    """Server-to-client text frames back into events."""
+    events, i = [], 0
+    while i < len(data):
+        assert data[i] == 0x81
+        size, i = data[i + 1], i + 2
+        if size == 126:
+            size, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+        elif size == 127:
+            size, i = int.from_bytes(data[i:i + 8], "big"), i + 8
+        events.append(json.loads(data[i:i + size]))
+        i += size
+    return events
+
+
+def post(rooms, text, room="lobby", user="ada"):
+    return json.loads(rooms.post(room, "message", user, text))["id"]
+
+
+def texts(client):
+    return [e["text"] for e in client.events()]
+
+
+def test_attach_replays_the_archive_after_last_received_then_streams(hub, rooms):
+    ids = [post(rooms, f"old{i}") for i in range(3)]
+    client = FakeClient()
+    hub.attach(client, after=ids[0])
+    assert texts(client) == ["old1", "old2"]
+    post(rooms, "new")
+    wait_until(lambda: len(client.events()) == 3)
+    assert texts(client) == ["old1", "old2", "new"]
+
+
+def test_every_client_gets_the_same_frame_bytes(hub, rooms):
+    clients = [FakeClient() for _ in range(3)]
+    for client in clients:
+        hub.attach(client, after=0)
+    post(rooms, "hello")
+    wait_until(lambda: all(c.sends for c in clients))
+    first = clients[0].sends[0][0]
+    assert all(c.sends[0][0] is first for c in clients)  # framed once, shared
+
+
+class BufferedPubSub:
+    """A pub/sub connection with these messages already buffered, then closed."""
+
+    def __init__(self, messages):
+        self.messages = list(messages)
+
+    def get_message(self, timeout=0.0):
+        if self.messages:
+            return self.messages.pop(0)
+        if timeout is None:
+            raise ConnectionError("closed")
+        return None
+
+
+def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
+    client = FakeClient()
+    hub.attach(client, after=0)
+    post(rooms, "live")
+    wait_until(lambda: client.sends)
+    gevent.killall(hub._greenlets)  # from here the test feeds the hub's reader
+    pubsub = hub._client.pubsub()
+    pubsub.subscribe(rooms.channel("lobby"))
+    pubsub.get_message(timeout=1)
+    published = []
+    for i in range(5):
+        post(rooms, str(i))
+        published.append(pubsub.get_message(timeout=1))
+    with pytest.raises(ConnectionError):
+        hub._read(BufferedPubSub(published))
+    assert client.sends[1:] == [(client.sends[1][0], 5)]
+    assert texts(client) == ["live", "0", "1", "2", "3", "4"]
+
+
+def test_rooms_are_isolated(hub, rooms):
+    a, b = FakeClient("a"), FakeClient("b")
+    hub.attach(a, 0)
+    hub.attach(b, 0)
+    post(rooms, "for a", room="a")
+    post(rooms, "for b", room="b")
+    wait_until(lambda: a.sends and b.sends)
+    gevent.sleep(0.05)
+    assert texts(a) == ["for a"] and texts(b) == ["for b"]
+
+
+def archive_without_publishing(fake_redis, rooms, room, eid, text):
+    """An event that reached the archive but whose publication was lost."""
+    raw = ('{"id":%d,"type":"message","room":"%s","user":"ghost","text":"%s","ts":1}'
+           % (eid, room, text)).encode()
+    fake_redis.set(f"chat:{room}:last", eid)
+    fake_redis.rpush(f"chat:{room}:archive", raw)
+
+
+def test_a_missed_publication_is_backfilled_from_the_archive(hub, rooms, fake_redis):
+    client = FakeClient()
+    hub.attach(client, 0)
+    first = post(rooms, "first")
+    wait_until(lambda: len(client.events()) == 1)
+    archive_without_publishing(fake_redis, rooms, "lobby", first + 1, "missed")
+    post(rooms, "third")  # published with prev = the missed id
+    wait_until(lambda: len(client.events()) == 3)
+    assert texts(client) == ["first", "missed", "third"]
+
+
+def test_events_published_while_disconnected_are_backfilled(redis_server):
+    store = connect(redis_server.url)
+    settings = Settings(rate_burst=100)
+    rooms = Rooms(store.commands, settings)
+    hub = Hub(rooms, store.pubsub, settings)
+    client = FakeClient()
+    hub.attach(client, 0)
+    post(rooms, "before")
+    wait_until(lambda: len(client.events()) == 1)
+    redis = store.commands
+    redis.client_kill_filter(_type="pubsub")
+    post(rooms, "during")
+    wait_until(lambda: len(client.events()) == 2, message="backfill after reconnect")
+    post(rooms, "after")
+    wait_until(lambda: len(client.events()) == 3)
+    assert texts(client) == ["before", "during", "after"]
+    hub.stop()
+
+
+def test_a_client_ahead_of_the_hub_gets_no_duplicates():
+    sub = Subscription("lobby", "chat:lobby:events")
+    hub = Hub(rooms=None, pubsub_client=None, settings=Settings())
+    behind = FakeClient()
+    sub.last_id = 10
+    sub.joining[behind] = joiner = type("J", (), {"mark": 12, "queue": None})()
+    published = [b"%d %d {\"id\":%d,\"text\":\"%d\"}" % (i - 1, i, i, i) for i in (11, 12, 13)]
+    hub._receive(sub, published)
+    assert [e["id"] for e in behind.events()] == [13]
+    assert behind in sub.clients and not sub.joining and joiner.mark == 13
+
+
+def test_long_poll_answers_at_once_from_the_archive(hub, rooms):
+    ids = [post(rooms, str(i)) for i in range(3)]
+    body = hub.wait("lobby", after=ids[0], timeout=5)
+    assert [e["id"] for e in json.loads(body)] == ids[1:]
+
+
+def test_long_poll_waits_for_the_next_events(hub, rooms):
+    last = post(rooms, "seen")
+    waiters = [gevent.spawn(hub.wait, "lobby", last, 5) for _ in range(3)]
+    gevent.sleep(0.05)
+    assert not any(w.ready() for w in waiters)
+    new = post(rooms, "new")
+    bodies = [w.get(timeout=5) for w in waiters]
+    assert [e["id"] for e in json.loads(bodies[0])] == [new]
+    assert bodies[1] is bodies[0] and bodies[2] is bodies[0]  # one body per lastReceived
+
+
+def test_long_poll_times_out_with_an_empty_array(hub, rooms):
+    last = post(rooms, "seen")
+    assert hub.wait("lobby", last, timeout=0.1) == b"[]"
+
+
+def test_last_listener_leaving_unsubscribes(hub, rooms):
+    client = FakeClient()
+    hub.attach(client, 0)
+    assert "lobby" in hub._subs
+    hub.detach(client)
+    assert hub._subs == {} and hub._by_channel == {}
+    post(rooms, "nobody listens")
+    gevent.sleep(0.05)
+    assert client.events() == []
+
+
+def test_shutdown_closes_sockets_with_1012_and_answers_polls(hub, rooms):
+    client = FakeClient()
+    hub.attach(client, 0)
+    last = post(rooms, "x")
+    waiter = gevent.spawn(hub.wait, "lobby", last + 10**9, 30)
+    gevent.sleep(0.05)
+    hub.shutdown()
+    assert client.closed == 1012
+    assert waiter.get(timeout=2) == b"[]"
+    with pytest.raises(ShuttingDown):
+        hub.attach(FakeClient(), 0)
+    assert hub.wait("lobby", 0, 30) == b"[]"
+
+
+def test_clients_are_pinged_every_interval(rooms, fake_redis):
+    hub = Hub(rooms, fake_redis, Settings(ping_interval=0.05))
+    client = FakeClient()
+    hub.attach(client, 0)
+    wait_until(lambda: client.pings >= 2, timeout=2)
+    hub.stop()
+
+
+# --- one room across processes (real gunicorn workers sharing a real Redis) ---
+
+def _join(server, room, user, **query):
+    sock = Socket(server.ws_url(user=user, room=room, **query))
+    sock.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
+    return sock
+
+
+def _archive(server, room):
+    return requests.get(f"{server.url}/longpolling/room/messages", params={"room": room},
+                        timeout=5).json()
+
+
+def test_two_servers_of_two_workers_behave_as_one(redis_server, start_server, room_name):
+    servers = [start_server(redis_server.url, workers=2, CHAT_ARCHIVE_SIZE=500)
+               for _ in range(2)]
+    socks = [_join(servers[i % 2], room_name, f"u{i}") for i in range(12)]
+    last_join = _archive(servers[0], room_name)[-1]["id"]
+
+    def sender(i):
+        for n in range(10):
+            if i % 2:
+                socks[i].send(f"ws {i}.{n}")
+            else:
+                requests.post(f"{servers[i // 2 % 2].url}/longpolling/room/messages",
+                              params={"user": f"u{i}", "room": room_name},
+                              data={"message": f"http {i}.{n}"}, timeout=5)
+
+    gevent.joinall([gevent.spawn(sender, i) for i in range(4)], raise_error=True)
+    archive = [e for e in _archive(servers[0], room_name) if e["id"] > last_join]
+    assert len(archive) == 40
+    assert _archive(servers[1], room_name)[-40:] == archive  # every process shows the same archive
+    for sock in socks:
+        got = []
+        while len(got) < 40:
+            event = sock.recv()
+            if event["id"] > last_join:
+                got.append(event)
+        assert got == archive  # every event, once, in id order
+        sock.close()
+
+
+def test_resume_on_another_server_with_last_received(redis_server, start_server, room_name):
+    a, b = (start_server(redis_server.url) for _ in range(2))
+    sock = _join(a, room_name, "ada")
+    seen = post_http(a, room_name, "seen")
+    assert sock.recv()["id"] == seen["id"]
+    sock.close()
+    missed = [post_http(b, room_name, f"missed {i}") for i in range(3)]
+    sock = Socket(b.ws_url(user="ada", room=room_name, lastReceived=seen["id"]))
+    replay = sock.recv_until(lambda e: e["type"] == "join" and e["user"] == "ada")
+    assert [e["text"] for e in replay if e["type"] == "message"] == [m["text"] for m in missed]
+    sock.close()
+
+
+def test_ids_keep_increasing_and_clients_keep_receiving_after_redis_restarts_empty(
+        redis_server, start_server, room_name):
+    server = start_server(redis_server.url, workers=2)
+    sock = _join(server, room_name, "ada")
+    before = post_http(server, room_name, "before")
+    assert sock.recv()["id"] == before["id"]
+    redis_server.restart()
+    wait_until(lambda: requests.get(server.url + "/healthz", timeout=2).status_code == 200)
+    after = wait_until(lambda: try_post(server, room_name, "after"), message="posting again")
+    assert after["id"] > before["id"]
+    assert _archive(server, room_name) == [after]  # Redis lost the rest
+    assert sock.recv(timeout=10) == after  # the open socket is fed again, without a restart
+
+
+def post_http(server, room, text, user="poster"):
+    response = requests.post(f"{server.url}/longpolling/room/messages",
+                             params={"user": user, "room": room}, data={"message": text}, timeout=5)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def try_post(server, room, text):
+    response = requests.post(f"{server.url}/longpolling/room/messages",
+                             params={"user": "poster", "room": room}, data={"message": text}, timeout=5)
+    return response.json() if response.status_code == 201 else None

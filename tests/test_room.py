@@ -1,0 +1,106 @@
+import json
+
+import pytest
+import redis
+
+from chat_app.config import Settings
+from chat_app.room import RateLimited, Rooms, StoreUnavailable
+from chat_app.store import connect
+from tests.servers import free_port, wait_until
+
+
+def test_post_returns_the_event_and_archives_it(rooms):
+    raw = rooms.post("lobby", "message", "ada", "hello <b>")
+    event = json.loads(raw)
+    assert list(event) == ["id", "type", "room", "user", "text", "ts"]
+    assert event["type"] == "message" and event["text"] == "hello <b>"
+    assert abs(event["ts"] - event["id"] // 1000) < 5_000  # ts in ms, id in µs of the same clock
+    assert rooms.history("lobby") == [(event["id"], raw)]
+
+
+def test_ids_strictly_increase_and_history_is_oldest_first(rooms):
+    ids = [json.loads(rooms.post("lobby", "message", "ada", str(i)))["id"] for i in range(30)]
+    assert ids == sorted(set(ids))
+    assert [eid for eid, _ in rooms.history("lobby")] == ids
+    assert [eid for eid, _ in rooms.history("lobby", after=ids[9])] == ids[10:]
+    assert rooms.history("lobby", after=ids[-1]) == []
+
+
+def test_archive_is_capped(fake_redis):
+    rooms = Rooms(fake_redis, Settings(archive_size=5, rate_burst=100))
+    ids = [json.loads(rooms.post("lobby", "message", "ada", str(i)))["id"] for i in range(12)]
+    assert [eid for eid, _ in rooms.history("lobby")] == ids[-5:]
+
+
+def test_rooms_are_isolated(rooms):
+    rooms.post("a", "message", "ada", "in a")
+    rooms.post("b", "message", "bob", "in b")
+    assert [json.loads(raw)["text"] for _, raw in rooms.history("a")] == ["in a"]
+
+
+def test_post_publishes_prev_id_and_event(rooms, fake_redis):
+    pubsub = fake_redis.pubsub()
+    pubsub.subscribe(rooms.channel("lobby"))
+    pubsub.get_message(timeout=1)
+    first = json.loads(rooms.post("lobby", "join", "ada"))
+    raw = rooms.post("lobby", "message", "ada", "hi")
+    published = [pubsub.get_message(timeout=1)["data"] for _ in range(2)]
+    assert published[0] == b"0 %d " % first["id"] + json.dumps(first, separators=(",", ":")).encode()
+    assert published[1] == b"%d %d " % (first["id"], json.loads(raw)["id"]) + raw
+
+
+def test_rate_limit_is_per_user_and_room_and_posts_nothing(fake_redis):
+    rooms = Rooms(fake_redis, Settings(rate_burst=3, rate_per_sec=0.001))
+    for i in range(3):
+        rooms.post("lobby", "message", "ada", str(i))
+    with pytest.raises(RateLimited):
+        rooms.post("lobby", "message", "ada", "one too many")
+    assert len(rooms.history("lobby")) == 3
+    rooms.post("lobby", "message", "bob", "bob has his own bucket")
+    rooms.post("other", "message", "ada", "and each room its own")
+    rooms.post("lobby", "leave", "ada")  # join and leave are not messages
+
+
+def test_rate_limit_refills(fake_redis):
+    rooms = Rooms(fake_redis, Settings(rate_burst=1, rate_per_sec=20))
+    rooms.post("lobby", "message", "ada", "1")
+    with pytest.raises(RateLimited):
+        rooms.post("lobby", "message", "ada", "2")
+
+    def refilled():
+        try:
+            return rooms.post("lobby", "message", "ada", "2")
+        except RateLimited:
+            return None
+
+    wait_until(refilled, timeout=2, message="the bucket to refill (1 token per 50 ms)")
+
+
+def test_unreachable_redis_is_store_unavailable(settings):
+    rooms = Rooms(connect(f"redis://127.0.0.1:{free_port()}/0").commands, settings)
+    with pytest.raises(StoreUnavailable):
+        rooms.post("lobby", "message", "ada", "hi")
+    with pytest.raises(StoreUnavailable):
+        rooms.history("lobby")
+    assert rooms.healthy() is False
+
+
+def test_ids_keep_increasing_after_redis_restarts_empty(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    rooms = Rooms(client, Settings(rate_burst=1000))
+    before = [json.loads(rooms.post("lobby", "message", "ada", str(i)))["id"] for i in range(200)]
+    redis_server.restart()
+    client.connection_pool.disconnect()
+    assert rooms.history("lobby") == []  # the restart lost everything
+    after = json.loads(rooms.post("lobby", "message", "ada", "after"))["id"]
+    assert after > max(before)
+
+
+def test_post_script_on_real_redis(redis_server):
+    rooms = Rooms(redis.Redis.from_url(redis_server.url), Settings(archive_size=3, rate_burst=2))
+    raws = [rooms.post("lobby", "message", "ada", f"m{i}") for i in range(2)]
+    with pytest.raises(RateLimited):
+        rooms.post("lobby", "message", "ada", "refused")
+    events = [json.loads(r) for r in raws]
+    assert events[1]["id"] > events[0]["id"] > 10**15  # µs ids, printed as integers
+    assert rooms.history("lobby") == [(e["id"], r) for e, r in zip(events, raws)]

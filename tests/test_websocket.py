@@ -1,0 +1,171 @@
+"""The WebSocket endpoint, against real gunicorn workers and a real redis-server."""
+
+import json
+
+import pytest
+import requests
+import websocket
+
+from tests.servers import Socket, wait_until
+
+
+def join_and_read_own(server, room, user, **query):
+    """Connects, and reads up to and including this socket's own join event."""
+    sock = Socket(server.ws_url(user=user, room=room, **query))
+    history = sock.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
+    return sock, history
+
+
+def post(server, room, text, user="poster"):
+    response = requests.post(f"{server.url}/longpolling/room/messages",
+                             params={"user": user, "room": room}, data={"message": text}, timeout=5)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_page(shared_server):
+    html = requests.get(f"{shared_server.url}/websocket/room?user=ada&room=x", timeout=5).text
+    assert "websocket.js" in html and 'data-transport="websocket"' in html
+
+
+def test_archive_replay_then_join_then_live_events(shared_server, room_name):
+    old = [post(shared_server, room_name, f"old{i}") for i in range(3)]
+    sock, history = join_and_read_own(shared_server, room_name, "ada")
+    assert history[:3] == old
+    assert [e["type"] for e in history] == ["message"] * 3 + ["join"]
+    new = post(shared_server, room_name, "new")
+    assert sock.recv() == new
+    sock.close()
+
+
+def test_last_received_replays_only_newer_events(shared_server, room_name):
+    old = [post(shared_server, room_name, f"m{i}") for i in range(4)]
+    sock, history = join_and_read_own(shared_server, room_name, "ada", lastReceived=old[1]["id"])
+    assert [e["text"] for e in history[:-1]] == ["m2", "m3"]
+    sock.close()
+
+
+def test_frames_become_messages_that_everyone_sees_including_the_sender(shared_server, room_name):
+    ada, _ = join_and_read_own(shared_server, room_name, "ada")
+    bob, _ = join_and_read_own(shared_server, room_name, "bob")
+    ada.recv_until(lambda e: e["type"] == "join" and e["user"] == "bob")
+    ada.send("  hello bob  ")
+    for sock in (ada, bob):
+        event = sock.recv()
+        assert (event["type"], event["user"], event["text"]) == ("message", "ada", "hello bob")
+    ada.close()
+    bob.close()
+
+
+def test_closing_posts_a_leave_event(shared_server, room_name):
+    ada, _ = join_and_read_own(shared_server, room_name, "ada")
+    bob, _ = join_and_read_own(shared_server, room_name, "bob")
+    bob.close()
+    left = ada.recv_until(lambda e: e["type"] == "leave")[-1]
+    assert left["user"] == "bob"
+    ada.close()
+
+
+def test_every_transport_sees_every_other(shared_server, room_name):
+    sock, _ = join_and_read_own(shared_server, room_name, "ws-user")
+    http = requests.Session()
+    http.get(f"{shared_server.url}/refresh", params={"user": "refresh-user", "room": room_name})
+    http.post(f"{shared_server.url}/refresh/room", params={"user": "refresh-user", "room": room_name},
+              data={"message": "from refresh"})
+    post(shared_server, room_name, "from long polling", user="lp-user")
+    sock.send("from websocket")
+    seen = sock.recv_until(lambda e: e["text"] == "from websocket")
+    assert [e["text"] for e in seen if e["type"] == "message"] == [
+        "from refresh", "from long polling", "from websocket"]
+    polled = requests.get(f"{shared_server.url}/longpolling/room/messages",
+                          params={"room": room_name}, timeout=5).json()
+    assert [e["text"] for e in polled if e["type"] == "message"] == [
+        "from refresh", "from long polling", "from websocket"]
+    page = http.get(f"{shared_server.url}/refresh/room",
+                    params={"user": "refresh-user", "room": room_name}).text
+    assert page.index("from refresh") < page.index("from long polling") < page.index("from websocket")
+    sock.close()
+
+
+def test_rooms_are_isolated(shared_server, room_name):
+    a, _ = join_and_read_own(shared_server, room_name + "a", "ada")
+    b, _ = join_and_read_own(shared_server, room_name + "b", "bob")
+    post(shared_server, room_name + "a", "for a")
+    post(shared_server, room_name + "b", "for b")
+    assert a.recv()["text"] == "for a"
+    assert b.recv()["text"] == "for b"
+    a.close()
+    b.close()
+
+
+def handshake_status(url, **options):
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(url, timeout=5, **options)
+    return info.value.status_code, info.value.resp_body
+
+
+@pytest.mark.parametrize("query", [{"room": "x"}, {"user": "", "room": "x"}, {"user": "a", "room": ""},
+                                   {"user": "a", "room": "UP"}, {"user": "a", "lastReceived": "-1"},
+                                   {"user": "x" * 33}, {"user": "a\x01"}])
+def test_bad_names_refuse_the_handshake_with_400(shared_server, query):
+    status, body = handshake_status(shared_server.ws_url(**query))
+    assert status == 400 and "error" in json.loads(body)
+
+
+def test_a_foreign_origin_is_refused_with_403(shared_server, room_name):
+    url = shared_server.ws_url(user="ada", room=room_name)
+    status, body = handshake_status(url, origin="http://evil.example")
+    assert status == 403 and "error" in json.loads(body)
+    same = Socket(url, origin=f"http://127.0.0.1:{shared_server.port}")  # this host and port
+    same.close()
+    Socket(url, suppress_origin=True).close()  # no Origin: not a browser
+    assert handshake_status(url, origin="http://127.0.0.1:1")[0] == 403  # another port
+
+
+def test_allowed_origins_setting(shared_redis, start_server, room_name):
+    server = start_server(shared_redis.url, CHAT_ALLOWED_ORIGINS="https://chat.example, http://other:8080")
+    url = server.ws_url(user="ada", room=room_name)
+    Socket(url, origin="https://chat.example").close()
+    Socket(url, origin="http://other:8080").close()
+    assert handshake_status(url, origin="https://evil.example")[0] == 403
+
+
+def test_permessage_deflate_is_refused(shared_server, room_name):
+    ws = websocket.WebSocket()
+    ws.connect(shared_server.ws_url(user="ada", room=room_name), timeout=5,
+               header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"])
+    assert "sec-websocket-extensions" not in {k.lower() for k in ws.getheaders()}
+    ws.close()
+
+
+def test_empty_frames_are_ignored_and_long_ones_close_with_1009(shared_server, room_name):
+    ada, _ = join_and_read_own(shared_server, room_name, "ada")
+    ada.send("   ")
+    ada.send("x" * 2000)
+    assert ada.recv()["text"] == "x" * 2000  # the blank frame posted nothing
+    ada.send("y" * 2001)
+    code, events = ada.recv_close()
+    assert code == 1009 and events == []
+    polled = requests.get(f"{shared_server.url}/longpolling/room/messages",
+                          params={"room": room_name}, timeout=5).json()
+    assert not any(e["text"].startswith("y") for e in polled)
+
+
+def test_binary_frames_close_with_1003(shared_server, room_name):
+    ada, _ = join_and_read_own(shared_server, room_name, "ada")
+    ada.ws.send_binary(b"\x00\x01")
+    assert ada.recv_close()[0] == 1003
+
+
+def test_rate_limit_sends_an_error_frame_and_posts_nothing(shared_redis, start_server, room_name):
+    server = start_server(shared_redis.url, CHAT_RATE_BURST=3, CHAT_RATE_PER_SEC=0.01)
+    ada, _ = join_and_read_own(server, room_name, "ada")
+    for i in range(4):
+        ada.send(f"m{i}")
+    got = [ada.recv() for _ in range(4)]
+    assert [e["text"] for e in got[:3]] == ["m0", "m1", "m2"]
+    assert got[3]["type"] == "error" and got[3]["text"]
+    # the limit is per user and room across transports and processes
+    response = requests.post(f"{server.url}/longpolling/room/messages",
+                             params={"user": "ada", "room": room_name}, data={"message": "m4"})
+    assert response.status_code == 429
