@@ -13,7 +13,7 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
 worker_connections = 20000   # concurrent connections per worker (WebSockets, long polls)
 graceful_timeout = 10        # seconds a stopping worker waits for its requests
-keepalive = 5                # seconds an idle HTTP keep-alive connection stays open
+keepalive = 2                # seconds an idle HTTP keep-alive connection stays open (and delays a stop)
 timeout = 30                 # seconds a silent worker lives before it is replaced
 
 _reason = None

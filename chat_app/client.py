@@ -23,10 +23,10 @@ from collections import deque
 import gevent
 from gevent.socket import wait_write
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from .config import WS_CLOSE_GRACE, WS_FRAME_SLACK_BYTES, WS_READ_BYTES
+from .config import WS_CLOSE_GRACE, WS_FRAME_SLACK_BYTES, WS_READ_BYTES, WS_SNDBUF
 
 PING_FRAME = b"\x89\x00"  # an empty ping, server to client (unmasked)
 
@@ -51,6 +51,7 @@ class Client:
         self.close_code = None          # the code of the close frame we sent
         self._sock = sock
         self._fd = sock.fileno()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WS_SNDBUF)
         self._conn = Connection(ConnectionType.SERVER)
         self._send_queue = send_queue
         self._max_chars = max_message_chars + WS_FRAME_SLACK_BYTES
@@ -69,7 +70,9 @@ class Client:
 
         Never blocks and never yields, so the hub can call it for every client
         in a loop. A client with more than `send_queue` events waiting is
-        closed with 1013 (it resumes with lastReceived).
+        closed with 1013 (it resumes with lastReceived); `events` is how many
+        live events data holds (0 for the archive replay, which the archive
+        size bounds).
         """
         if self._closing or self._closed:
             return

@@ -13,11 +13,11 @@ REDIS_POOL_SIZE = 64          # Redis command connections per process (blocking 
 REDIS_POOL_WAIT = 5.0         # seconds a request waits for a free pooled connection
 REDIS_TIMEOUT = 5.0           # seconds a Redis command or connect may take before 503
 PUBSUB_BATCH_MAX = 2000       # pub/sub messages fanned out in one batch, at most
-FANOUT_INTERVAL = float(os.environ.get("CHAT_FANOUT_INTERVAL", "0.01"))  # s between fan-outs, at least
 PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub connection
 PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
 WS_READ_BYTES = 4096          # bytes read from a WebSocket per receive call
+WS_SNDBUF = 65536             # kernel send buffer per WebSocket: what a slow client holds beyond CHAT_SEND_QUEUE
 WS_CLOSE_GRACE = 5.0          # seconds a closing socket may take to flush and answer
 WS_FRAME_SLACK_BYTES = 65536  # bytes a message frame may carry beyond 4 per allowed char
 FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed char
@@ -65,6 +65,7 @@ class Settings:
     ping_interval: float = 25.0          # seconds between keepalive pings
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed to open a WebSocket
     presence_ttl: float = 60.0           # seconds a poll or page load keeps a user present
+    fanout_interval: float = 0.01        # seconds between two fan-outs of a process, at least
     secret_key: str | None = None        # Flask's secret; None: random per start, with a warning
     log_format: str = "text"             # "text" or "json" log lines
 
@@ -87,11 +88,12 @@ class Settings:
             max_message_chars=_int(env, "CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1),
             longpoll_timeout=_float(env, "CHAT_LONGPOLL_TIMEOUT", 25.0),
             rate_burst=_int(env, "CHAT_RATE_BURST", 20, minimum=1),
-            rate_per_sec=_float(env, "CHAT_RATE_PER_SEC", 5.0),
+            rate_per_sec=_float(env, "CHAT_RATE_PER_SEC", 5.0, minimum=0.001),
             send_queue=_int(env, "CHAT_SEND_QUEUE", 256, minimum=1),
             ping_interval=_float(env, "CHAT_PING_INTERVAL", 25.0, minimum=0.1),
             allowed_origins=origins,
             presence_ttl=_float(env, "CHAT_PRESENCE_TTL", 60.0, minimum=1.0),
+            fanout_interval=_float(env, "CHAT_FANOUT_INTERVAL", 0.01),
             log_format=log_format,
         )
         return cls(secret_key=env.get("SECRET_KEY") or None, **kwargs)

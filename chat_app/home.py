@@ -12,6 +12,7 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
-    if current_app.extensions["chat"].rooms.healthy():
+    chat = current_app.extensions["chat"]
+    if chat.rooms.healthy() and chat.hub.healthy():
         return jsonify(status="ok")
     return jsonify(status="unavailable"), 503

@@ -26,7 +26,7 @@ from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
 
 from .client import text_frame
-from .config import (FANOUT_INTERVAL, PUBSUB_BACKOFF_MAX, PUBSUB_BACKOFF_MIN, PUBSUB_BATCH_MAX,
+from .config import (PUBSUB_BACKOFF_MAX, PUBSUB_BACKOFF_MIN, PUBSUB_BATCH_MAX,
                      SUBSCRIBE_TIMEOUT)
 from .room import StoreUnavailable
 
@@ -86,6 +86,7 @@ class Hub:
         self._rooms = rooms
         self._client = pubsub_client
         self._ping_interval = settings.ping_interval
+        self._fanout_interval = settings.fanout_interval
         self._control = f"{settings.redis_prefix}hub"
         self._subs = {}          # room -> Subscription
         self._by_channel = {}    # channel (bytes) -> Subscription
@@ -93,6 +94,7 @@ class Hub:
         self._pubsub = None
         self._greenlets = []
         self._stopping = False
+        self._failing = False     # the last connection attempt failed
         self.connected = Event()  # set while the pub/sub connection is up
 
     def start(self):
@@ -126,8 +128,8 @@ class Hub:
             raise
         mark = events[-1][0] if events else after
         events += [e for e in joiner.queue if e[0] > mark]
-        if events:
-            client.send(frames(events), len(events))
+        if events:  # bounded by the archive: not counted against the send queue
+            client.send(frames(events), 0)
             mark = events[-1][0]
         joiner.mark, joiner.queue = mark, None
         if sub.last_id is not None and sub.last_id >= mark:
@@ -173,6 +175,10 @@ class Hub:
             for waiter in list(sub.waiters):
                 waiter.result.set(b"[]")
 
+    def healthy(self):
+        """False while the pub/sub connection is being re-established."""
+        return not self._failing
+
     def clients(self):
         """Every WebSocket client of this process."""
         for sub in list(self._subs.values()):
@@ -182,6 +188,8 @@ class Hub:
     def _acquire(self, room):
         if self._stopping:
             raise ShuttingDown()
+        if self._failing:
+            raise StoreUnavailable("the pub/sub connection to Redis is down")
         self.start()
         with self._lock:
             sub = self._subs.get(room)
@@ -223,8 +231,9 @@ class Hub:
                 backoff = PUBSUB_BACKOFF_MIN
                 self._read(pubsub)
             except (redis.RedisError, OSError, StoreUnavailable) as exc:
-                if self.connected.is_set():
+                if not self._failing:
                     log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
+                self._failing = True
                 self._close()
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
@@ -252,14 +261,14 @@ class Hub:
     def _read(self, pubsub):
         """Reads forever; each batch is every message already buffered.
 
-        Fan-outs are at least FANOUT_INTERVAL apart: a message that arrives
+        Fan-outs are at least `fanout_interval` apart: a message that arrives
         sooner waits for the rest of the interval, so a busy room costs one
         write per client per interval, not per message.
         """
         last_fanout = 0.0
         while True:
             batch = [pubsub.get_message(timeout=None)]
-            wait = last_fanout + FANOUT_INTERVAL - time.monotonic()
+            wait = last_fanout + self._fanout_interval - time.monotonic()
             if wait > 0:
                 gevent.sleep(wait)
             last_fanout = time.monotonic()
@@ -282,6 +291,9 @@ class Hub:
                     by_sub.setdefault(sub, []).append(message["data"])
             elif kind == "subscribe":
                 if message["channel"] == self._control.encode():
+                    if self._failing:
+                        log.warning("redis pub/sub connection re-established")
+                    self._failing = False
                     self.connected.set()
                 elif sub is not None:
                     self._subscribed(sub)

@@ -123,11 +123,62 @@ class Server:
     def log(self):
         return self.log_path.read_text(errors="replace")
 
+    # --- the chat, as a client uses it ---
+
+    def try_post(self, room, text, user="poster"):
+        """Posts a message through the long-polling API: the event, or None on an error."""
+        response = requests.post(f"{self.url}/longpolling/room/messages",
+                                 params={"user": user, "room": room}, data={"message": text},
+                                 timeout=5)
+        return response.json() if response.status_code == 201 else None
+
+    def post(self, room, text, user="poster"):
+        """Posts a message and returns the event; fails unless the answer is 201."""
+        event = self.try_post(room, text, user)
+        assert event is not None, f"posting {text[:40]!r} to {room} failed"
+        return event
+
+    def archive(self, room):
+        """The room's archive, read through the API; None when the server answers an error."""
+        try:
+            response = requests.get(f"{self.url}/longpolling/room/messages",
+                                    params={"room": room}, timeout=5)
+        except requests.RequestException:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def join(self, room, user, **query):
+        """A Socket in room that has read up to its own join (kept in .history)."""
+        sock = Socket(self.ws_url(user=user, room=room, **query))
+        sock.history = sock.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
+        return sock
+
     def worker_pids(self):
         """The pids of the master's live children (its workers)."""
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)],
                              capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
+
+    def connections(self, pid, peer_ports):
+        """How many of the connections from peer_ports a process holds."""
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                peer_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if (local_port == self.port and peer_port in peer_ports
+                        and fields[3] == "01" and fields[9] in inodes):
+                    count += 1
+        return count
 
     def stop(self, timeout=15):
         """SIGTERM the master (graceful), SIGKILL the group if it lingers."""
@@ -182,12 +233,16 @@ class Socket:
                 return seen
 
     def recv_close(self, timeout=5.0):
-        """Reads until the close frame; returns (code, events read before it)."""
+        """Reads until the close frame and answers it, as a browser does.
+
+        Returns (code, events read before it).
+        """
         self.ws.settimeout(timeout)
         events = []
         while True:
             frame = self.ws.recv_frame()
             if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                self.close()
                 return close_code(frame.data), events
             if frame.opcode == websocket.ABNF.OPCODE_TEXT:
                 events.append(json.loads(frame.data))

@@ -38,7 +38,15 @@ def is_close(event):
 
 
 def texts(events):
-    return [e.data for e in events if isinstance(e, TextMessage)]
+    """The whole text messages among events (wsproto hands out partial frames)."""
+    whole, part = [], ""
+    for event in events:
+        if isinstance(event, TextMessage):
+            part += event.data
+            if event.message_finished:
+                whole.append(part)
+                part = ""
+    return whole
 
 
 @pytest.fixture
@@ -75,16 +83,21 @@ def test_send_writes_at_once_without_a_writer(pair):
 
 def test_what_the_socket_does_not_take_is_drained_by_a_writer_that_then_ends(pair):
     sock, peer = pair
-    client = make_client(sock, send_queue=100)
+    client = make_client(sock, send_queue=1000)
     frame = text_frame(b"y" * 3000)
-    for _ in range(20):  # ~60 KB: far more than the socket buffers hold
+    sent = 0
+    while not client._pending:  # until the socket buffers are full
         client.send(frame, 1)
-    assert client._pending and client._writer is not None
-    got = []
+        sent += 1
+    for _ in range(10):
+        client.send(frame, 1)
+    sent += 10
+    assert client._writer is not None
+    events = []
     with gevent.Timeout(5):
-        while len(got) < 20:
-            got += texts(peer.events(lambda e: isinstance(e, TextMessage) and e.message_finished))
-    assert got == ["y" * 3000] * 20
+        while len(texts(events)) < sent:
+            events += peer.events(lambda e: isinstance(e, TextMessage) and e.message_finished)
+    assert texts(events) == ["y" * 3000] * sent
     wait_until(lambda: client._writer is None and not client._pending, timeout=2)
 
 
@@ -92,11 +105,13 @@ def test_a_client_that_does_not_read_is_closed_with_1013(pair):
     sock, peer = pair
     client = make_client(sock, send_queue=8)
     frame = text_frame(b"z" * 2000)
-    for _ in range(9 + 20):
+    while not client._pending:  # until the socket buffers are full: 1 event waits
         client.send(frame, 1)
-        if client.close_code:
-            break
-    assert client.close_code == 1013
+    for _ in range(7):
+        client.send(frame, 1)
+    assert client.close_code is None  # 8 waiting: still within the queue
+    client.send(frame, 1)
+    assert client.close_code == 1013  # 9 > 8
     events = peer.events(is_close)
     assert events[-1].code == 1013
     assert all(t == "z" * 2000 for t in texts(events))  # whole frames, then the close frame

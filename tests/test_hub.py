@@ -228,22 +228,11 @@ def test_clients_are_pinged_every_interval(rooms, fake_redis):
 
 # --- one room across processes (real gunicorn workers sharing a real Redis) ---
 
-def _join(server, room, user, **query):
-    sock = Socket(server.ws_url(user=user, room=room, **query))
-    sock.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
-    return sock
-
-
-def _archive(server, room):
-    return requests.get(f"{server.url}/longpolling/room/messages", params={"room": room},
-                        timeout=5).json()
-
-
 def test_two_servers_of_two_workers_behave_as_one(redis_server, start_server, room_name):
     servers = [start_server(redis_server.url, workers=2, CHAT_ARCHIVE_SIZE=500)
                for _ in range(2)]
-    socks = [_join(servers[i % 2], room_name, f"u{i}") for i in range(12)]
-    last_join = _archive(servers[0], room_name)[-1]["id"]
+    socks = [servers[i % 2].join(room_name, f"u{i}") for i in range(12)]
+    last_join = servers[0].archive(room_name)[-1]["id"]
 
     def sender(i):
         for n in range(10):
@@ -255,9 +244,9 @@ def test_two_servers_of_two_workers_behave_as_one(redis_server, start_server, ro
                               data={"message": f"http {i}.{n}"}, timeout=5)
 
     gevent.joinall([gevent.spawn(sender, i) for i in range(4)], raise_error=True)
-    archive = [e for e in _archive(servers[0], room_name) if e["id"] > last_join]
+    archive = [e for e in servers[0].archive(room_name) if e["id"] > last_join]
     assert len(archive) == 40
-    assert _archive(servers[1], room_name)[-40:] == archive  # every process shows the same archive
+    assert servers[1].archive(room_name)[-40:] == archive  # every process shows the same archive
     for sock in socks:
         got = []
         while len(got) < 40:
@@ -270,11 +259,11 @@ def test_two_servers_of_two_workers_behave_as_one(redis_server, start_server, ro
 
 def test_resume_on_another_server_with_last_received(redis_server, start_server, room_name):
     a, b = (start_server(redis_server.url) for _ in range(2))
-    sock = _join(a, room_name, "ada")
-    seen = post_http(a, room_name, "seen")
+    sock = a.join(room_name, "ada")
+    seen = a.post(room_name, "seen")
     assert sock.recv()["id"] == seen["id"]
     sock.close()
-    missed = [post_http(b, room_name, f"missed {i}") for i in range(3)]
+    missed = [b.post(room_name, f"missed {i}") for i in range(3)]
     sock = Socket(b.ws_url(user="ada", room=room_name, lastReceived=seen["id"]))
     replay = sock.recv_until(lambda e: e["type"] == "join" and e["user"] == "ada")
     assert [e["text"] for e in replay if e["type"] == "message"] == [m["text"] for m in missed]
@@ -284,25 +273,12 @@ def test_resume_on_another_server_with_last_received(redis_server, start_server,
 def test_ids_keep_increasing_and_clients_keep_receiving_after_redis_restarts_empty(
         redis_server, start_server, room_name):
     server = start_server(redis_server.url, workers=2)
-    sock = _join(server, room_name, "ada")
-    before = post_http(server, room_name, "before")
+    sock = server.join(room_name, "ada")
+    before = server.post(room_name, "before")
     assert sock.recv()["id"] == before["id"]
     redis_server.restart()
     wait_until(lambda: requests.get(server.url + "/healthz", timeout=2).status_code == 200)
-    after = wait_until(lambda: try_post(server, room_name, "after"), message="posting again")
+    after = wait_until(lambda: server.try_post(room_name, "after"), message="posting again")
     assert after["id"] > before["id"]
-    assert _archive(server, room_name) == [after]  # Redis lost the rest
+    assert server.archive(room_name) == [after]  # Redis lost the rest
     assert sock.recv(timeout=10) == after  # the open socket is fed again, without a restart
-
-
-def post_http(server, room, text, user="poster"):
-    response = requests.post(f"{server.url}/longpolling/room/messages",
-                             params={"user": user, "room": room}, data={"message": text}, timeout=5)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def try_post(server, room, text):
-    response = requests.post(f"{server.url}/longpolling/room/messages",
-                             params={"user": "poster", "room": room}, data={"message": text}, timeout=5)
-    return response.json() if response.status_code == 201 else None
