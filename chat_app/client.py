@@ -18,7 +18,6 @@ non-blocking write goes to the socket's file descriptor.
 import os
 import socket
 import struct
-from collections import deque
 
 import gevent
 from gevent.socket import wait_write
@@ -55,7 +54,7 @@ class Client:
         self._conn = Connection(ConnectionType.SERVER)
         self._send_queue = send_queue
         self._max_chars = max_message_chars + WS_FRAME_SLACK_BYTES
-        self._pending = deque()         # [bytes/memoryview, events] not yet written
+        self._pending = []              # [bytes/memoryview, events] not yet written
         self._pending_events = 0
         self._writer = None             # the drain greenlet, while _pending is non-empty
         self._heard = True              # a frame arrived since the last ping
@@ -109,7 +108,7 @@ class Client:
                 except BlockingIOError:
                     continue
                 if written == len(chunk[0]):
-                    self._pending.popleft()
+                    del self._pending[0]
                     self._pending_events -= chunk[1]
                 else:
                     chunk[0] = memoryview(chunk[0])[written:]

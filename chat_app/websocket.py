@@ -79,8 +79,10 @@ def origin_allowed(origin, host, allowed):
 def socket(ws):
     chat = current_app.extensions["chat"]
     settings = chat.settings
-    ws.connected = False  # simple-websocket must not write: the Client does
     client = Client(ws.sock, g.room, g.user, settings.send_queue, settings.max_message_chars)
+    # From here the Client owns the socket: simple-websocket must not write to
+    # it, and its handshake state (kilobytes a connection) is dropped.
+    ws.connected, ws.ws, ws.environ = False, None, None
     try:
         chat.hub.attach(client, g.after)
     except ShuttingDown:
