@@ -1,5 +1,7 @@
 # make run: serve the chat on http://127.0.0.1:8000 (embedded store, no Redis needed)
 # make test: the whole test suite (needs redis-server; the browser tests need chromium)
+# make bench: the fan-out benchmark, every scenario once, about 4 minutes (needs redis-server;
+#             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; see bench/)
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -16,6 +18,13 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,11 @@
+"""The project's fan-out benchmark: `make bench` or `.venv/bin/python -m bench --help`.
+
+Modules, one job each:
+    servers.py    redis-server and gunicorn on free ports, /proc CPU and RSS of the server
+    loop.py       a client process's epoll loop: paced connects, HTTP head, command pipe
+    client.py     WebSocket clients: record reads during a step, send, analyse after
+    longpoll.py   long-poll waiters
+    analysis.py   frame parsing, loss/duplicate/order/id checks, latency histogram
+    scenarios.py  the five scenarios, run by the orchestrator process
+    report.py     medians, the summary table, the latency plot
+"""

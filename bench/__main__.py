@@ -1,0 +1,111 @@
+"""`python -m bench`: runs the scenarios, prints the summary, writes the plot and a JSON file.
+
+    .venv/bin/python -m bench                      # every scenario once (make bench)
+    .venv/bin/python -m bench --scenario fanout --repeat 3
+    .venv/bin/python -m bench --quick              # small and short: checks the benchmark itself
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import report
+from .scenarios import SCENARIOS
+from .servers import PROJECT
+
+RESULTS = PROJECT / "bench" / "results"      # JSON results and gunicorn logs (git-ignored)
+PLOT = PROJECT / "docs" / "bench-latency.png"  # the find-max latency plot
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scenario", action="append", choices=list(SCENARIOS),
+                   help="run this scenario (repeatable); default: all of them")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each scenario; medians are shown")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes and short steps, to check the benchmark works (not figures)")
+    g = p.add_argument_group("fanout and steady")
+    g.add_argument("--clients", type=int, default=1000, help="WebSocket clients in the room")
+    g.add_argument("--senders", type=int, default=50, help="of them, how many send")
+    g.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
+    g.add_argument("--procs", type=int, default=2, help="client processes")
+    g.add_argument("--start-rate", type=float, default=100, help="find-max: first rate, msg/s")
+    g.add_argument("--step-factor", type=float, default=1.5, help="find-max: rate multiplier per step")
+    g.add_argument("--step-duration", type=float, default=5, help="find-max: send window per step, s")
+    g.add_argument("--max-steps", type=int, default=20, help="find-max: most steps")
+    g.add_argument("--p99-ms", type=float, default=200, help="find-max: p99 bound, ms")
+    g.add_argument("--steady-rate", type=float, default=100, help="steady: rate, msg/s")
+    g.add_argument("--steady-duration", type=float, default=10, help="steady: send window, s")
+    g = p.add_argument_group("idle, longpoll, postcost")
+    g.add_argument("--connect-rate", type=float, default=1000, help="new connections per second")
+    g.add_argument("--idle-clients", type=int, default=10000, help="idle: WebSocket clients")
+    g.add_argument("--idle-rooms", type=int, default=100, help="idle: rooms they are spread over")
+    g.add_argument("--idle-procs", type=int, default=4, help="idle: client processes")
+    g.add_argument("--lp-waiters", type=int, default=10000, help="longpoll: waiters")
+    g.add_argument("--lp-procs", type=int, default=4, help="longpoll: client processes")
+    g.add_argument("--posts", type=int, default=500, help="postcost: WebSocket posts (+1/5 over HTTP)")
+    p.add_argument("--plot", type=Path, default=PLOT, help="where the find-max plot goes")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.clients, args.senders, args.step_duration, args.max_steps = 100, 10, 1, 4
+        args.steady_duration, args.idle_clients, args.idle_rooms, args.lp_waiters = 2, 400, 4, 400
+        args.posts, args.plot = 100, RESULTS / "quick-latency.png"
+    return args
+
+
+def machine():
+    """Where and on what the figures were taken."""
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), "unknown")
+    git = subprocess.run(["git", "-C", str(PROJECT), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    return {"cpus": os.cpu_count(), "cpu": model, "load": os.getloadavg(), "server_git": git}
+
+
+def stop_on_sigterm(signum, frame):
+    """SIGTERM unwinds like Ctrl-C, so every server and client process is stopped."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    names = args.scenario or list(SCENARIOS)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    logdir = RESULTS / stamp
+    logdir.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    print(f"bench: {', '.join(names)} x{args.repeat} on {info['cpus']} x {info['cpu']}, "
+          f"load {info['load'][0]:.2f}; server {info['server_git']}; logs in {logdir}",
+          file=sys.stderr, flush=True)
+    results, sections = {}, []
+    for name in names:
+        runs = []
+        for i in range(args.repeat):
+            t0 = time.monotonic()
+            print(f"{name} run {i + 1}/{args.repeat}", file=sys.stderr, flush=True)
+            runs.append(SCENARIOS[name](args, logdir))
+            runs[-1]["wall_s"] = time.monotonic() - t0
+            runs[-1]["load"] = os.getloadavg()[0]
+        results[name] = {"runs": runs, "median": report.median(runs)}
+        if name == "fanout":
+            for run in runs:
+                print(report.steps_table(run["steps"]), file=sys.stderr)
+            report.plot(runs, args.plot, args.p99_ms, args.clients, args.workers)
+        sections.append((name, report.summary(name, results[name]["median"], len(runs))))
+    out = logdir / "results.json"
+    out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                               "results": results}, indent=1, default=str))
+    print(report.table(sections))
+    print(f"(details: {out}" + (f"; plot: {args.plot})" if "fanout" in names else ")"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Figures for people: medians over repeats, the summary table, the latency plot.
+
+A scenario's result is a nested dict of figures (scenarios.py). `median`
+folds the results of repeated runs into one dict of the same shape, each
+number the median of the runs; `summary` picks the headline figures.
+"""
+
+import statistics
+
+# The headline figures of each scenario: (label, path into the result, format).
+HEADLINES = {
+    "fanout": [
+        ("best rate (msg/s offered)", "best.rate", "{:,.0f}"),
+        ("deliveries/s", "best.deliveries_per_s", "{:,.0f}"),
+        ("latency p50 / p99 (ms)", ("best.latency_p50_ms", "best.latency_p99_ms"), "{:.1f}"),
+        ("lost / dup / out of order", ("best.lost", "best.duplicates", "best.out_of_order"), "{:.0f}"),
+        ("id order violations", "best.id_violations", "{:.0f}"),
+        ("server CPU per 1k deliveries (ms)", "best.srv_cpu_ms_per_1k", "{:.2f}"),
+        ("server CPU (% of a core)", "best.srv_cpu_pct", "{:.0f}"),
+        ("server RSS per client, peak (KB)", "srv_rss_kb_per_client", "{:.1f}"),
+        ("server RSS per client, idle (KB)", "connect.srv_rss_idle_kb_per_client", "{:.1f}"),
+        ("generator CPU (% of a core)", "best.gen_cpu_pct", "{:.0f}"),
+        ("stopped by", "stop_reason", "{}"),
+    ],
+    "steady": [
+        ("rate (msg/s)", "step.rate", "{:,.0f}"),
+        ("deliveries/s", "step.deliveries_per_s", "{:,.0f}"),
+        ("latency p50 / p99 (ms)", ("step.latency_p50_ms", "step.latency_p99_ms"), "{:.1f}"),
+        ("lost / dup / out of order", ("step.lost", "step.duplicates", "step.out_of_order"), "{:.0f}"),
+        ("server CPU per 1k deliveries (ms)", "step.srv_cpu_ms_per_1k", "{:.2f}"),
+        ("server CPU (% of a core)", "step.srv_cpu_pct", "{:.0f}"),
+        ("generator CPU (% of a core)", "step.gen_cpu_pct", "{:.0f}"),
+    ],
+    "idle": [
+        ("clients ready / asked", ("ready", "clients"), "{:,.0f}"),
+        ("handshake failures", "failed", "{:.0f}"),
+        ("connect time (s)", "connect_s", "{:.1f}"),
+        ("handshake p50 / p99 (ms)", ("handshake_p50_ms", "handshake_p99_ms"), "{:.1f}"),
+        ("server RSS before / after (MB)", ("srv_rss_before_mb", "srv_rss_after_mb"), "{:.0f}"),
+        ("server RSS per client (KB)", "srv_rss_kb_per_client", "{:.1f}"),
+    ],
+    "longpoll": [
+        ("waiters parked", "waiters", "{:,.0f}"),
+        ("answered / late (>1 s)", ("answered", "late"), "{:,.0f}"),
+        ("all answered after the post (ms)", "all_answered_ms", "{:.0f}"),
+        ("answer p50 / p99 (ms)", ("answer_p50_ms", "answer_p99_ms"), "{:.0f}"),
+        ("wrong bodies / unanswered", ("wrong_body", "unanswered"), "{:.0f}"),
+        ("server RSS per waiter (KB)", "srv_rss_kb_per_waiter", "{:.1f}"),
+    ],
+    "postcost": [
+        ("posts (WebSocket + HTTP)", "posts", "{:,.0f}"),
+        ("EVALSHA per post", "evalsha_per_post", "{:.3f}"),
+        ("inside the script, per post", "in_script_per_post", "{}"),
+        ("other commands, per post", "other_per_post", "{}"),
+    ],
+}
+
+
+GOAL_DELIVERIES = 1_000_000   # the issue's goal: deliveries per second at the p99 bound
+
+# What each scenario must show, as (label, test of the result).
+VERDICTS = {
+    "fanout": ("goal: 1,000,000 deliveries/s within the p99 bound",
+               lambda r: (get(r, "best.deliveries_per_s") or 0) >= GOAL_DELIVERIES),
+    "steady": ("every message delivered once, in order",
+               lambda r: not any(get(r, f"step.{k}") for k in
+                                 ("lost", "duplicates", "out_of_order", "id_violations"))),
+    "idle": ("every client connected and saw its own join",
+             lambda r: r["ready"] == r["clients"] and not r["failed"]),
+    "longpoll": ("every waiter answered within 1 s of the post",
+                 lambda r: r["answered"] == r["waiters"] and not r["late"] and not r["wrong_body"]),
+    "postcost": ("a post is one EVALSHA and nothing else",
+                 lambda r: r["evalsha_per_post"] == 1 and not r["other_per_post"]),
+}
+
+
+def get(result, path):
+    for key in path.split("."):
+        if result is None:
+            return None
+        result = result.get(key)
+    return result
+
+
+def median(results):
+    """One result of the same shape: numbers are medians, other values come from the first run."""
+    first = results[0]
+    if isinstance(first, dict):
+        keys = first.keys()
+        return {k: median([r.get(k) for r in results if isinstance(r, dict)]) for k in keys}
+    numbers = [r for r in results if isinstance(r, (int, float)) and not isinstance(r, bool)]
+    if numbers and len(numbers) == len(results):
+        return statistics.median(numbers)
+    return first
+
+
+def render(value, fmt):
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.3g}" for k, v in value.items()) or "none"
+    return fmt.format(value)
+
+
+def summary(name, result, runs=1):
+    """The scenario's headline figures as (label, text) rows."""
+    rows = []
+    for label, path, fmt in HEADLINES[name]:
+        paths = path if isinstance(path, tuple) else (path,)
+        rows.append((label, " / ".join(render(get(result, p), fmt) for p in paths)))
+    label, test = VERDICTS[name]
+    rows.append((label, "yes" if test(result) else "NO"))
+    if runs > 1:
+        rows.append(("runs (medians shown)", str(runs)))
+    return rows
+
+
+def table(sections):
+    """A plain-text table of (title, rows) sections."""
+    width = max((len(label) for _, rows in sections for label, _ in rows), default=10)
+    lines = []
+    for title, rows in sections:
+        lines.append(f"== {title}")
+        lines += [f"  {label:<{width}}  {text}" for label, text in rows]
+    return "\n".join(lines)
+
+
+def steps_table(steps):
+    """The find-max steps, one line each."""
+    lines = ["  step  msg/s  deliveries/s   p50 ms   p99 ms  srv ms/1k  srv %  gen %  verdict"]
+    for s in steps:
+        p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
+        cpu = s["srv_cpu_ms_per_1k"]
+        lines.append(
+            f"  {s['step']:>4} {s['rate']:>6.0f} {s['deliveries_per_s']:>13,.0f} "
+            f"{p50 if p50 is not None else float('nan'):>8.1f} "
+            f"{p99 if p99 is not None else float('nan'):>8.1f} "
+            f"{cpu if cpu is not None else float('nan'):>10.2f} {s['srv_cpu_pct']:>6.0f} "
+            f"{s['gen_cpu_pct']:>6.0f}  {'pass' if s['pass'] else s['reason']}")
+    return "\n".join(lines)
+
+
+def plot(runs, path, p99_bound_ms, clients, workers):
+    """p50 and p99 latency against offered rate, one line pair per find-max run, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for i, run in enumerate(runs):
+        steps = [s for s in run["steps"] if s["latency_p99_ms"] is not None]
+        rates = [s["rate"] for s in steps]
+        ax.plot(rates, [s["latency_p99_ms"] for s in steps], "o-", color="tab:red",
+                alpha=0.8, label=None if i else "p99")
+        ax.plot(rates, [s["latency_p50_ms"] for s in steps], "o-", color="tab:blue",
+                alpha=0.8, label=None if i else "p50")
+    ax.axhline(p99_bound_ms, color="gray", linestyle="--", linewidth=1,
+               label=f"p99 bound ({p99_bound_ms:.0f} ms)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"offered rate (messages/s into a room of {clients:,} clients)")
+    ax.set_ylabel("latency, send to receive (ms)")
+    ax.set_title(f"Fan-out: latency against offered rate ({workers} workers, one Redis)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
