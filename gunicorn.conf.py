@@ -7,7 +7,11 @@ and answers its long polls, so clients reconnect elsewhere and resume.
 
 import os
 import resource
+import shutil
 import signal
+import tempfile
+
+from chat_app import logs
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
@@ -15,6 +19,7 @@ worker_connections = 20000   # concurrent connections per worker (WebSockets, lo
 graceful_timeout = 10        # seconds a stopping worker waits for its requests
 keepalive = 2                # seconds an idle HTTP keep-alive connection stays open (and delays a stop)
 timeout = 30                 # seconds a silent worker lives before it is replaced
+control_socket_disable = True  # no gunicornc control socket (several servers may share a home)
 
 _reason = None
 if os.environ.get("REDIS_URL"):
@@ -24,6 +29,17 @@ else:
     _reason = ("REDIS_URL is not set: one worker, on the embedded in-process store "
                "(set REDIS_URL to share rooms across workers and hosts)")
 
+# One line per request is logged by the app (chat_app/logs.py), in the same
+# format (CHAT_LOG_FORMAT: text or json) as gunicorn's own lines.
+accesslog = None
+logconfig_dict = logs.config(os.environ.get("CHAT_LOG_FORMAT", "text").lower())
+
+# /metrics adds up every worker's values from files in this directory; it is
+# emptied at start, a dead worker's gauges are dropped, and it is removed at exit.
+_metrics_dir_is_ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _metrics_dir_is_ours:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chat-metrics-")
+
 # Every connection is a file descriptor: allow as many as the hard limit.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
@@ -32,6 +48,21 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 def on_starting(server):
     if _reason:
         server.log.warning(_reason)
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):
+        os.remove(os.path.join(metrics_dir, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_is_ours:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -46,4 +77,3 @@ def post_worker_init(worker):
         gevent.spawn(hub.shutdown)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-control_socket_disable = True  # no gunicornc control socket (several servers may share a home)

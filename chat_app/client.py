@@ -15,6 +15,7 @@ TLS is expected to end at the proxy in front (see the README): the
 non-blocking write goes to the socket's file descriptor.
 """
 
+import logging
 import os
 import socket
 import struct
@@ -26,6 +27,9 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
 from .config import WS_CLOSE_GRACE, WS_FRAME_SLACK_BYTES, WS_READ_BYTES, WS_SNDBUF
+from .metrics import SLOW_CLIENTS_CLOSED
+
+log = logging.getLogger(__name__)
 
 PING_FRAME = b"\x89\x00"  # an empty ping, server to client (unmasked)
 
@@ -47,7 +51,8 @@ class Client:
         self.room = room
         self.user = user
         self.events_sent = 0            # events handed to this socket (for logs)
-        self.close_code = None          # the code of the close frame we sent
+        self.close_code = None          # the close code, sent or received
+        self.close_reason = ""
         self._sock = sock
         self._fd = sock.fileno()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WS_SNDBUF)
@@ -78,6 +83,9 @@ class Client:
         self.events_sent += events
         self._write(data, events)
         if self._pending_events > self._send_queue:
+            SLOW_CLIENTS_CLOSED.inc()
+            log.warning("closing a slow client", extra={"fields": {
+                "room": self.room, "user": self.user, "waiting": self._pending_events}})
             self.close(1013, "client too slow; reconnect with lastReceived")
 
     def _write(self, data, events):
@@ -132,7 +140,7 @@ class Client:
         """Sends a close frame and ends the connection within WS_CLOSE_GRACE."""
         if self._closing or self._closed:
             return
-        self.close_code = code
+        self.close_code, self.close_reason = code, reason
         self._queue_close(self._conn.send(CloseConnection(code=code, reason=reason)))
         self._deadline = gevent.spawn_later(WS_CLOSE_GRACE, self._shutdown)
 
@@ -203,7 +211,7 @@ class Client:
 
     def _on_close_frame(self, event):
         if self._conn.state is ConnectionState.REMOTE_CLOSING:
-            self.close_code = event.code
+            self.close_code, self.close_reason = event.code, event.reason or ""
             self._queue_close(self._conn.send(event.response()))
         elif self._conn.state is ConnectionState.OPEN:
             # wsproto found a protocol error (bad UTF-8: 1007, bad frame: 1002).

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from .events import Invalid
 from .hub import ShuttingDown
+from .metrics import POSTS_REFUSED
 from .room import RateLimited, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,12 @@ API_PATHS = frozenset({
     "/healthz",
     "/presence",
     "/metrics",
+})
+
+# Routes that post an event: their refusals count as refused posts.
+POSTING_ENDPOINTS = frozenset({
+    "refresh.join", "refresh.say", "refresh.leave", "longpolling.join", "longpolling.say",
+    "longpolling.leave", "websocket.socket",
 })
 
 # The pages run only their own scripts and styles, and may talk only to us.
@@ -42,6 +49,8 @@ def error_response(status, message):
 def init_app(app):
     @app.errorhandler(Invalid)
     def invalid(exc):
+        if request.endpoint in POSTING_ENDPOINTS:
+            POSTS_REFUSED.labels("validation").inc()
         return error_response(exc.status, exc.message)
 
     @app.errorhandler(RateLimited)
@@ -59,6 +68,8 @@ def init_app(app):
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        if request.endpoint in POSTING_ENDPOINTS and exc.code in (400, 413):
+            POSTS_REFUSED.labels("validation").inc()
         return error_response(exc.code, exc.description or exc.name)
 
     @app.errorhandler(Exception)

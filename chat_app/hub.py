@@ -26,6 +26,7 @@ from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
 
 from .client import text_frame
+from .metrics import FRAMES_DELIVERED, REDIS_ERRORS
 from .config import (PUBSUB_BACKOFF_MAX, PUBSUB_BACKOFF_MIN, PUBSUB_BATCH_MAX,
                      SUBSCRIBE_TIMEOUT)
 from .room import StoreUnavailable
@@ -231,6 +232,7 @@ class Hub:
                 backoff = PUBSUB_BACKOFF_MIN
                 self._read(pubsub)
             except (redis.RedisError, OSError, StoreUnavailable) as exc:
+                REDIS_ERRORS.inc()
                 if not self._failing:
                     log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
                 self._failing = True
@@ -332,6 +334,7 @@ class Hub:
         data, count = frames(events), len(events)
         for client in sub.clients:
             client.send(data, count)
+        FRAMES_DELIVERED.labels("websocket").inc(count * len(sub.clients))
         if sub.joining:
             self._deliver_to_joiners(sub, events, data)
         if sub.waiters:
@@ -353,7 +356,7 @@ class Hub:
 
     def _answer(self, sub, events):
         ids = [eid for eid, _ in events]
-        bodies = {}
+        bodies, answered = {}, 0
         for waiter in list(sub.waiters):
             start = bisect_right(ids, waiter.after)
             if start == len(ids):
@@ -363,6 +366,8 @@ class Hub:
                 body = bodies[start] = json_array(events[start:])
             waiter.result.set(body)
             sub.waiters.discard(waiter)
+            answered += len(ids) - start
+        FRAMES_DELIVERED.labels("longpolling").inc(answered)
 
     # --- keepalive -----------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
 from .events import Invalid, parse_text, read_query
+from .metrics import OPEN_CONNECTIONS
 
 bp = Blueprint("longpolling", __name__, url_prefix="/longpolling")
 
@@ -14,7 +15,9 @@ def _chat():
 @bp.get("")
 def join():
     room, user, _ = read_query(request.environ)
-    _chat().rooms.post(room, "join", user)
+    chat = _chat()
+    chat.presence.seen(room, user, now=True)
+    chat.rooms.post(room, "join", user)
     return redirect(url_for(".room", user=user, room=room), 302)
 
 
@@ -31,9 +34,15 @@ def room():
 
 @bp.get("/room/messages")
 def messages():
-    room, _, after = read_query(request.environ, user_required=False)
+    room, user, after = read_query(request.environ, user_required=False)
     chat = _chat()
-    body = chat.hub.wait(room, after, chat.settings.longpoll_timeout)
+    OPEN_CONNECTIONS.labels("longpolling").inc()
+    try:
+        body = chat.hub.wait(room, after, chat.settings.longpoll_timeout)
+    finally:
+        OPEN_CONNECTIONS.labels("longpolling").dec()
+    if user is not None:
+        chat.presence.seen(room, user)
     return Response(body, mimetype="application/json")
 
 
@@ -59,5 +68,7 @@ def _message_field():
 @bp.get("/room/leave")
 def leave():
     room, user, _ = read_query(request.environ)
-    _chat().rooms.post(room, "leave", user)
+    chat = _chat()
+    chat.presence.left(room, user)
+    chat.rooms.post(room, "leave", user)
     return redirect(url_for("home.index"), 302)

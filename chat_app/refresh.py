@@ -17,7 +17,9 @@ def _chat():
 @bp.get("")
 def join():
     room, user, _ = read_query(request.environ)
-    _chat().rooms.post(room, "join", user)
+    chat = _chat()
+    chat.presence.seen(room, user, now=True)
+    chat.rooms.post(room, "join", user)
     return redirect(url_for(".room", user=user, room=room), 302)
 
 
@@ -26,6 +28,7 @@ def room():
     room, user, _ = read_query(request.environ)
     chat = _chat()
     events = [json.loads(raw) for _, raw in chat.rooms.history(room)]
+    chat.presence.seen(room, user)
     return render_template(
         "refresh_room.html", room=room, user=user, events=events,
         transport="refresh", transport_name="active refresh",
@@ -52,5 +55,7 @@ def say():
 @bp.get("/room/leave")
 def leave():
     room, user, _ = read_query(request.environ)
-    _chat().rooms.post(room, "leave", user)
+    chat = _chat()
+    chat.presence.left(room, user)
+    chat.rooms.post(room, "leave", user)
     return redirect(url_for("home.index"), 302)

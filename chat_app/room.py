@@ -7,9 +7,12 @@ Keys of a room R, under the prefix P:
 and its pub/sub channel is `P R:events`, carrying "<prev id> <id> <event JSON>".
 """
 
+import time
+
 import redis
 
 from .events import event_fields, event_id
+from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
 
 # Posts one event atomically, so that publication order is id order.
 # KEYS: last id, archive, and for a message the sender's rate bucket.
@@ -80,12 +83,17 @@ class Rooms:
             keys.append(f"{self._prefix}{room}:rate:{user}")
         args = [event_fields(kind, room, user, text), self._archive_size,
                 self.channel(room), self._burst, self._per_sec]
+        started = time.perf_counter()
         try:
             event = self._post(keys=keys, args=args)
         except redis.RedisError as exc:
+            REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
+        POST_SECONDS.observe(time.perf_counter() - started)
         if event is None:
+            POSTS_REFUSED.labels("rate").inc()
             raise RateLimited(room, user)
+        EVENTS_POSTED.labels(kind).inc()
         return event
 
     def history(self, room, after=0):
@@ -93,6 +101,7 @@ class Rooms:
         try:
             archive = self._redis.lrange(f"{self._prefix}{room}:archive", 0, -1)
         except redis.RedisError as exc:
+            REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
         newer = []
         for raw in reversed(archive):

@@ -6,6 +6,8 @@ in this request's greenlet and whose write path the hub shares.
 """
 
 import json
+import logging
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, render_template, request, url_for
@@ -14,8 +16,10 @@ from flask_sock import Sock
 from .client import Client, text_frame
 from .events import Invalid, parse_text, read_query
 from .hub import ShuttingDown
+from .metrics import OPEN_CONNECTIONS, POSTS_REFUSED
 from .room import RateLimited, StoreUnavailable
 
+log = logging.getLogger(__name__)
 bp = Blueprint("websocket", __name__, url_prefix="/websocket")
 sock = Sock()
 
@@ -58,6 +62,7 @@ def check_handshake():
         raise Invalid("a WebSocket handshake (version 13) is required")
     if not origin_allowed(request.headers.get("Origin"), request.host,
                           current_app.extensions["chat"].settings.allowed_origins):
+        POSTS_REFUSED.labels("origin").inc()
         abort(403, "this origin may not open a WebSocket here")
     # No permessage-deflate: frames are shared by every client, uncompressed.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
@@ -83,25 +88,42 @@ def socket(ws):
     # From here the Client owns the socket: simple-websocket must not write to
     # it, and its handshake state (kilobytes a connection) is dropped.
     ws.connected, ws.ws, ws.environ = False, None, None
+    started = time.monotonic()
+    OPEN_CONNECTIONS.labels("websocket").inc()
+    try:
+        _serve(chat, client)
+    finally:
+        OPEN_CONNECTIONS.labels("websocket").dec()
+        log.info("websocket closed", extra={"fields": {
+            "room": client.room, "user": client.user, "code": client.close_code,
+            "reason": client.close_reason, "seconds": round(time.monotonic() - started, 1),
+            "events": client.events_sent}})
+    return None
+
+
+def _serve(chat, client):
+    """Replay, join, read until the socket closes, leave."""
     try:
         chat.hub.attach(client, g.after)
     except ShuttingDown:
         return _refuse(client, 1012, "server restarting; reconnect")
     except StoreUnavailable:
         return _refuse(client, 1011, "the chat store is unavailable")
+    log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
     try:
-        chat.rooms.post(client.room, "join", client.user)
-    except StoreUnavailable:
-        chat.hub.detach(client)
-        return _refuse(client, 1011, "the chat store is unavailable")
-    try:
+        chat.presence.socket_opened(client.room, client.user)
+        try:
+            chat.rooms.post(client.room, "join", client.user)
+        except StoreUnavailable:
+            return _refuse(client, 1011, "the chat store is unavailable")
         client.run(lambda text: _on_text(chat, client, text))
     finally:
         chat.hub.detach(client)
-        try:
-            chat.rooms.post(client.room, "leave", client.user)
-        except StoreUnavailable:
-            pass
+        chat.presence.socket_closed(client.room, client.user)
+    try:
+        chat.rooms.post(client.room, "leave", client.user)
+    except StoreUnavailable:
+        pass
     return None
 
 
@@ -115,6 +137,7 @@ def _on_text(chat, client, text):
     try:
         text = parse_text(text, chat.settings.max_message_chars)
     except Invalid as exc:
+        POSTS_REFUSED.labels("validation").inc()
         if exc.status == 413:
             client.close(1009, exc.message)
         return  # an empty message is ignored

@@ -32,6 +32,7 @@ def test_a_slow_consumer_is_closed_with_1013_without_delaying_others_and_resumes
     assert [e["id"] for e in got if e["type"] == "message"] == [e["id"] for e in sent]
     code, events = slow.recv_close(timeout=10)
     assert code == 1013
+    assert "closing a slow client" in server.log() and "user=slow" in server.log()
     delivered = [e["id"] for e in events]
     assert delivered == [e["id"] for e in sent[:len(delivered)]]  # whole events, in order
     assert len(delivered) < len(sent)

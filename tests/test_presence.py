@@ -1,0 +1,128 @@
+import os
+import signal
+import time
+
+import requests
+import websocket
+
+from chat_app.config import Settings
+from chat_app.presence import Presence
+from tests.servers import wait_until
+
+
+def presence(fake_redis, ttl=60.0):
+    return Presence(fake_redis, Settings(presence_ttl=ttl))
+
+
+def test_a_user_with_two_tabs_is_listed_once_and_stays_while_one_is_open(fake_redis):
+    here = presence(fake_redis)
+    here.socket_opened("lobby", "ada")
+    here.socket_opened("lobby", "ada")
+    here.socket_opened("lobby", "bob")
+    assert here.users("lobby") == ["ada", "bob"]
+    here.socket_closed("lobby", "ada")
+    assert here.users("lobby") == ["ada", "bob"]
+    here.socket_closed("lobby", "ada")
+    assert here.users("lobby") == ["bob"]
+
+
+def test_sockets_on_two_processes(fake_redis):
+    one, two = presence(fake_redis), presence(fake_redis)
+    one.socket_opened("lobby", "ada")
+    two.socket_opened("lobby", "ada")
+    one.socket_closed("lobby", "ada")
+    assert two.users("lobby") == ["ada"]  # still held by the other process
+    two.socket_closed("lobby", "ada")
+    assert one.users("lobby") == []
+
+
+def test_http_presence_and_leaving(fake_redis):
+    here = presence(fake_redis)
+    here.seen("lobby", "carl", now=True)
+    here.socket_opened("lobby", "carl")
+    here.left("lobby", "carl")
+    assert here.users("lobby") == ["carl"]  # the WebSocket still holds carl
+    here.socket_closed("lobby", "carl")
+    assert here.users("lobby") == []
+
+
+def test_batched_sightings_are_flushed_within_a_second(fake_redis):
+    here = presence(fake_redis)
+    here.seen("lobby", "dora")
+    wait_until(lambda: here.users("lobby") == ["dora"], timeout=3)
+
+
+def test_sightings_expire_after_the_ttl(fake_redis):
+    here = presence(fake_redis, ttl=1.0)
+    here.seen("lobby", "eve", now=True)
+    assert here.users("lobby") == ["eve"]
+    wait_until(lambda: here.users("lobby") == [], timeout=3, message="eve to expire")
+
+
+def test_users_are_sorted_by_code_point_and_rooms_are_isolated(fake_redis):
+    here = presence(fake_redis)
+    for user in ("zoë", "Zed", "ada", "Ängel"):
+        here.seen("lobby", user, now=True)
+    here.seen("other", "olga", now=True)
+    assert here.users("lobby") == sorted(["zoë", "Zed", "ada", "Ängel"]) == ["Zed", "ada", "zoë", "Ängel"]
+
+
+def test_route(http):
+    http.get("/longpolling?user=ada&room=p1")
+    response = http.get("/presence?room=p1")
+    assert response.status_code == 200 and response.json == {"room": "p1", "users": ["ada"]}
+    assert http.get("/presence").json == {"room": "lobby", "users": []}
+    bad = http.get("/presence?room=BAD")
+    assert bad.status_code == 400 and "error" in bad.json
+
+
+def test_every_transport_counts_and_leaving_pages_end_presence(http):
+    http.get("/refresh/room?user=ref&room=p2")
+    http.get("/longpolling/room/messages?user=poll&room=p2&lastReceived=0")
+    http.get("/longpolling/room/messages?room=p2")  # no user: not a presence
+    wait_until(lambda: http.get("/presence?room=p2").json["users"] == ["poll", "ref"], timeout=3)
+    http.get("/refresh/room/leave?user=ref&room=p2")
+    assert http.get("/presence?room=p2").json["users"] == ["poll"]
+
+
+# --- across real processes -------------------------------------------------------
+
+def users(server, room):
+    return requests.get(f"{server.url}/presence", params={"room": room}, timeout=5).json()["users"]
+
+
+def test_presence_across_two_servers_and_expiry_after_sigkill(redis_server, start_server, room_name):
+    a = start_server(redis_server.url, CHAT_PRESENCE_TTL=2)
+    b = start_server(redis_server.url, CHAT_PRESENCE_TTL=2)
+    on_a = a.join(room_name, "ada")
+    on_b = b.join(room_name, "bob")
+    assert users(a, room_name) == users(b, room_name) == ["ada", "bob"]
+    os.killpg(a.process.pid, signal.SIGKILL)  # no clean-up: ada's entry must expire
+    wait_until(lambda: users(b, room_name) == ["bob"], timeout=2 + 2, message="ada to expire")
+    assert users(b, room_name) == ["bob"]
+    on_b.close()
+    wait_until(lambda: users(b, room_name) == [], timeout=3)
+    on_a.close()
+
+
+def test_two_tabs_on_a_server(redis_server, start_server, room_name):
+    server = start_server(redis_server.url, workers=2)
+    tabs = [server.join(room_name, "ada") for _ in range(2)]
+    watcher = server.join(room_name, "watcher")
+    tabs[0].close()
+    watcher.recv_until(lambda e: e["type"] == "leave")
+    assert users(server, room_name) == ["ada", "watcher"]  # still there in the other tab
+    tabs[1].close()
+    watcher.recv_until(lambda e: e["type"] == "leave")
+    assert users(server, room_name) == ["watcher"]  # the last tab took ada away
+    watcher.close()
+
+
+def test_an_open_websocket_outlives_the_ttl(redis_server, start_server, room_name):
+    server = start_server(redis_server.url, CHAT_PRESENCE_TTL=1.5)
+    ws = websocket.create_connection(server.ws_url(user="ada", room=room_name), timeout=5)
+    wait_until(lambda: users(server, room_name) == ["ada"])
+    end = time.monotonic() + 3.5  # more than two TTLs: the process refreshes its sockets
+    while time.monotonic() < end:
+        assert users(server, room_name) == ["ada"]
+    ws.close()
