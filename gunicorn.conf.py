@@ -20,6 +20,7 @@ graceful_timeout = 10        # seconds a stopping worker waits for its requests
 keepalive = 2                # seconds an idle HTTP keep-alive connection stays open (and delays a stop)
 timeout = 30                 # seconds a silent worker lives before it is replaced
 control_socket_disable = True  # no gunicornc control socket (several servers may share a home)
+limit_request_line = 8190    # longest request line (gunicorn's maximum); longer ones get 414
 
 _reason = None
 if os.environ.get("REDIS_URL"):

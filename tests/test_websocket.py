@@ -154,3 +154,17 @@ def test_rate_limit_sends_an_error_frame_and_posts_nothing(shared_redis, start_s
     response = requests.post(f"{server.url}/longpolling/room/messages",
                              params={"user": "ada", "room": room_name}, data={"message": "m4"})
     assert response.status_code == 429
+
+
+def test_huge_query_strings_are_refused_as_bad_names(shared_server):
+    user = "x" * 7000  # the request line stays under gunicorn's 8190 bytes
+    response = requests.get(f"{shared_server.url}/longpolling/room/messages",
+                            params={"user": user}, timeout=5)
+    assert response.status_code == 400 and "error" in response.json()
+    page = requests.get(f"{shared_server.url}/refresh/room", params={"user": user}, timeout=5)
+    assert page.status_code == 400 and "text/html" in page.headers["Content-Type"]
+    status, body = handshake_status(shared_server.ws_url(user=user))
+    assert status == 400 and "error" in json.loads(body)
+    too_long = requests.get(f"{shared_server.url}/longpolling/room/messages",
+                            params={"user": "x" * 9000}, timeout=5)
+    assert too_long.status_code == 414  # gunicorn's own answer past its limit
