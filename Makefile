@@ -1,11 +1,12 @@
 # make run: serve the chat on http://127.0.0.1:8000 (embedded store, no Redis needed)
 # make test: the whole test suite (needs redis-server; the browser tests need chromium)
+# make screenshots: docs/*.png, the pages in headless chromium (needs chromium)
 # make bench: the fan-out benchmark, every scenario once, about 4 minutes (needs redis-server;
 #             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; see bench/)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +19,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+screenshots: $(VENV)/.installed
+	$(PY) -m tests.screenshots
 
 bench: $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)

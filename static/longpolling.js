@@ -6,15 +6,29 @@
   const url = `/longpolling/room/messages?${Chat.query}`;
   let backoff = 500;
 
+  // A poll is answered only when there is news, which may take a while: so
+  // the page first asks /healthz whether the server answers, and says
+  // "connected" as soon as it does (at the start, and after every failure).
+  async function reachable() {
+    const response = await fetch("/healthz", { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  }
+
   async function poll() {
+    let failed = true;
     for (;;) {
       try {
+        if (failed) {
+          await reachable();
+          Chat.setState("connected", "connected");
+          failed = false;
+        }
         const response = await fetch(`${url}&lastReceived=${Chat.lastId()}`, { cache: "no-store" });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        Chat.setState("connected", "connected");
         backoff = 500;
         Chat.append(await response.json());
       } catch (err) {
+        failed = true;
         Chat.setState("disconnected", "disconnected, reconnecting…");
         await Chat.sleep(backoff);
         backoff = Math.min(backoff * 2, 8000);
@@ -33,6 +47,5 @@
       throw new Error(body.error || `Not sent (HTTP ${response.status}).`);
     }
   });
-  Chat.setState("connected", "connected");
   poll();
 })();

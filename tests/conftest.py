@@ -14,6 +14,7 @@ from chat_app import create_app  # noqa: E402
 from chat_app.config import Settings  # noqa: E402
 from chat_app.hub import Hub  # noqa: E402
 from chat_app.room import Rooms  # noqa: E402
+from tests.browser import have_chromium, launch  # noqa: E402
 from tests.servers import REDIS_SERVER, RedisServer, Server  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -26,6 +27,14 @@ def require_redis_server():
         if IN_CI:
             pytest.fail("redis-server is not installed, and CI must run the integration tests")
         pytest.skip("redis-server is not installed")
+
+
+def require_chromium():
+    """Browser tests need Debian's chromium: skipped without it, except in CI."""
+    if not have_chromium():
+        if IN_CI:
+            pytest.fail("chromium is not installed, and CI must run the browser tests")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
 
 
 @pytest.fixture
@@ -106,3 +115,15 @@ def shared_server(shared_redis, tmp_path_factory):
                     CHAT_PING_INTERVAL=5).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a whole test module (each person gets a fresh context)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()

@@ -1,0 +1,285 @@
+"""The three chat pages in real headless Chromium, as people use them, against
+real gunicorn processes sharing a real redis-server.
+
+Every person has a fresh browser context; each test fails if any of its pages
+logged a console error or threw an uncaught error (the restart test alone
+allows the network errors of the server it kills).
+"""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import NETWORK_ERROR, TRANSPORTS, Person, post
+
+ALL = list(TRANSPORTS)
+
+
+@pytest.fixture
+def people(browser):
+    """people(name, **context_options): a new Person, whose pages must have
+    logged no error by the end of the test (but those matching `person.allowed`)."""
+    made = []
+
+    def person(name, **options):
+        made.append(Person(browser, name, **options))
+        return made[-1]
+
+    yield person
+    errors = [error for p in made for error in p.unexpected_errors()]
+    for p in made:
+        p.close()
+    assert not errors, "the pages logged errors:\n" + "\n".join(errors)
+
+
+def expect_state(people, kind, timeout=5_000):
+    """Waits until each person's connection state (#state) has class `kind`."""
+    for person in people:
+        expect(person.page.locator("#state")).to_have_class(re.compile(rf"\b{kind}\b"), timeout=timeout)
+
+
+# --- 1. the welcome page -----------------------------------------------------
+
+@pytest.mark.parametrize("transport", ALL)
+def test_the_welcome_page_leads_to_the_room_page_of_each_transport(
+        shared_server, people, room_name, transport):
+    ada = people("ada").join(shared_server, room_name, transport)
+    page = ada.page
+    _, path, _ = TRANSPORTS[transport]
+    assert page.url == f"{shared_server.url}{path}?user=ada&room={room_name}"
+    expect(page.locator("h1")).to_have_text(f"#{room_name}")
+    expect(page.locator(".me")).to_have_text("ada")
+    expect(page.locator("body")).to_have_attribute("data-transport", transport)
+    expect_state([ada], "connected")
+    assert [(r["type"], r["user"], r["text"]) for r in ada.rows()] == [("join", "you", "joined")]
+
+
+# --- 2. three transports in one room ----------------------------------------
+
+def test_three_transports_in_one_room_see_each_others_messages_joins_and_leaves(
+        shared_server, people, room_name):
+    ada = people("ada").join(shared_server, room_name, "websocket")
+    bob = people("bob").join(shared_server, room_name, "longpolling")
+    cyd = people("cyd").join(shared_server, room_name, "refresh")
+    everyone = [ada, bob, cyd]
+    for person in everyone:
+        for other in everyone:
+            other.expect_event(person.name, "joined")
+
+    said = {ada: "hello from a WebSocket", bob: "hello from long polling",
+            cyd: "hello from a refreshing page"}
+    for person, text in said.items():
+        person.say(text)
+    for person, text in said.items():
+        for reader in everyone:
+            reader.expect_event(person.name, text)
+
+    # Everyone shows the same events, once each, in the same order.
+    ids = [row["id"] for row in cyd.rows()]
+    assert ids == sorted(set(ids)) and len(ids) == 6
+    for person in (ada, bob):
+        assert [row["id"] for row in person.rows()] == ids
+
+    cyd.leave(shared_server)
+    for reader in (ada, bob):
+        reader.expect_event("cyd", "left")
+    bob.leave(shared_server)
+    ada.expect_event("bob", "left")
+
+
+# --- 3. rooms are separate ----------------------------------------------------
+
+def test_two_rooms_do_not_see_each_others_messages(shared_server, people, room_name):
+    other_room = room_name + "-b"
+    ada = people("ada").join(shared_server, room_name, "websocket")
+    bob = people("bob").join(shared_server, room_name, "longpolling")
+    cyd = people("cyd").join(shared_server, other_room, "refresh")
+    dan = people("dan").join(shared_server, other_room, "websocket")
+
+    ada.say("only for the first room")
+    for reader in (ada, bob):
+        reader.expect_event("ada", "only for the first room")
+    cyd.say("only for the second room")  # cyd's page reloads: the second room's archive
+    for reader in (cyd, dan):
+        reader.expect_event("cyd", "only for the second room")
+    bob.say("first room again")
+    for reader in (ada, bob):
+        reader.expect_event("bob", "first room again")
+
+    # Each page has shown a later event of its own room: a leak would be there by now.
+    for person in (ada, bob):
+        rows = person.rows()
+        assert {r["user"] for r in rows} == {"you", "ada" if person is bob else "bob"}
+        assert "only for the second room" not in [r["text"] for r in rows]
+    for person in (cyd, dan):
+        rows = person.rows()
+        assert {r["user"] for r in rows} == {"you", "dan" if person is cyd else "cyd"}
+        assert not {"only for the first room", "first room again"} & {r["text"] for r in rows}
+
+
+# --- 4. markup is text --------------------------------------------------------
+
+# Each piece calls ran() if a page ever treats it as HTML; the spy records it.
+RAN_SPY = "window.__ran = []; window.ran = (what) => window.__ran.push(what);"
+PAYLOAD = """<img src=x onerror="ran('img')"><script>ran('script')</script> & &amp; "q" 'q'"""
+MARKUP_NAMES = {"websocket": "<img src=x onerror=ran(1)>", "longpolling": "<b onclick=ran(2)>bob</b>",
+                "refresh": '"><svg onload=ran(3)>&amp;'}
+
+
+def test_markup_in_names_and_messages_is_shown_as_text_and_runs_nothing(
+        shared_server, people, room_name):
+    everyone = []
+    for transport, name in MARKUP_NAMES.items():
+        # No CSP here: only the pages' own escaping stands between the markup and the DOM.
+        person = people(name, bypass_csp=True)
+        person.context.add_init_script(RAN_SPY)
+        everyone.append(person.join(shared_server, room_name, transport))
+    for person in everyone:
+        expect(person.page.locator(".me")).to_have_text(person.name)
+        person.say(f"{PAYLOAD} via {person.transport}")
+    for person in everyone:
+        for reader in everyone:
+            reader.expect_event(person.name, "joined")
+            reader.expect_event(person.name, f"{PAYLOAD} via {person.transport}")
+
+    # One more round trip for every page, so a handler would have had its chance.
+    post(shared_server, room_name, "the end")
+    for reader in everyone:
+        reader.expect_event("poster", "the end")
+        page = reader.page
+        assert page.evaluate("window.__ran") == []
+        assert page.locator("body img, body svg, body b, body script, .me *, #messages span *").count() == 0
+
+
+# --- 5. scrolling -------------------------------------------------------------
+
+def at_bottom(person):
+    person.page.wait_for_function(
+        "() => { const log = document.getElementById('messages');"
+        " return log.scrollTop >= log.scrollHeight - log.clientHeight - 2; }", timeout=5_000)
+
+
+@pytest.mark.parametrize("transport", ALL)
+def test_new_messages_scroll_into_view_only_when_the_reader_is_at_the_bottom(
+        shared_server, people, room_name, transport):
+    for i in range(30):
+        post(shared_server, room_name, f"earlier message {i}", user=f"early{i % 5}")
+    ada = people("ada", viewport={"width": 800, "height": 500}).join(shared_server, room_name, transport)
+    page, log = ada.page, ada.page.locator("#messages")
+    assert log.evaluate("el => el.scrollHeight > 2 * el.clientHeight"), "the list must overflow"
+    at_bottom(ada)
+    expect(ada.entry("ada", "joined")).to_be_in_viewport()
+
+    post(shared_server, room_name, "arrives at the bottom")
+    ada.expect_event("poster", "arrives at the bottom")
+    expect(ada.entry("poster", "arrives at the bottom")).to_be_in_viewport()
+    at_bottom(ada)
+
+    log.hover()
+    page.mouse.wheel(0, -100_000)
+    page.wait_for_function("() => document.getElementById('messages').scrollTop === 0", timeout=5_000)
+    post(shared_server, room_name, "arrives while reading older ones")
+    ada.expect_event("poster", "arrives while reading older ones")
+    assert log.evaluate("el => el.scrollTop") == 0
+    expect(ada.messages.first).to_be_in_viewport()
+    expect(ada.entry("poster", "arrives while reading older ones")).not_to_be_in_viewport()
+
+    page.mouse.wheel(0, 100_000)
+    at_bottom(ada)
+    post(shared_server, room_name, "arrives at the bottom again")
+    ada.expect_event("poster", "arrives at the bottom again")
+    expect(ada.entry("poster", "arrives at the bottom again")).to_be_in_viewport()
+    at_bottom(ada)
+
+
+# --- 6. reconnecting ----------------------------------------------------------
+
+def test_pushed_pages_reconnect_after_a_server_restart_and_miss_nothing(
+        shared_redis, shared_server, start_server, people, room_name):
+    server = start_server(shared_redis.url)
+    ada = people("ada").join(server, room_name, "websocket")
+    bob = people("bob").join(server, room_name, "longpolling")
+    readers = [ada, bob]
+    ada.expect_event("bob", "joined")
+    for person in readers:
+        person.allowed = NETWORK_ERROR  # the server they talk to is killed, on purpose
+    expect_state(readers, "connected")
+
+    server.kill()
+    expect_state(readers, "disconnected")
+    # Posted through another process on the same Redis while the pages' server is down.
+    missed = [post(shared_server, room_name, f"while you were away {i}") for i in range(3)]
+    server = start_server(shared_redis.url, port=server.port)
+    for person in readers:
+        # The pages retry with a backoff of up to 8 s.
+        person.expect_event("poster", missed[-1]["text"], timeout=20_000)
+        shows_once_in_order(person, missed)
+    expect_state(readers, "connected")
+
+    # A quiet restart (ada, whose reconnection would post a join, has left): with
+    # nothing new to fetch, the long-polling page still says it is back.
+    ada.leave(server)
+    bob.expect_event("ada", "left")
+    server.kill()
+    expect_state([bob], "disconnected")
+    start_server(shared_redis.url, port=server.port)
+    expect_state([bob], "connected", timeout=20_000)
+    after = post(shared_server, room_name, "after the restarts")
+    bob.expect_event("poster", after["text"])
+    shows_once_in_order(bob, missed + [after])
+
+
+def shows_once_in_order(person, events):
+    """The page shows `events` (all from "poster") once each, in order, and no event twice."""
+    rows = person.rows()
+    assert [r["text"] for r in rows if r["user"] == "poster"] == [e["text"] for e in events]
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(set(ids))
+
+
+# --- 7. two server processes --------------------------------------------------
+
+def test_pages_on_two_server_processes_see_each_other(
+        shared_redis, shared_server, start_server, people, room_name):
+    second = start_server(shared_redis.url)
+    ada = people("ada").join(shared_server, room_name, "websocket")
+    bob = people("bob").join(second, room_name, "longpolling")
+    cyd = people("cyd").join(second, room_name, "websocket")
+    everyone = [ada, bob, cyd]
+    for person in everyone:
+        person.say(f"{person.name} says hi")
+    for person in everyone:
+        for reader in everyone:
+            reader.expect_event(person.name, "joined")
+            reader.expect_event(person.name, f"{person.name} says hi")
+
+
+# --- 8. the keyboard alone, and a clean console -------------------------------
+
+@pytest.mark.parametrize("transport", ALL)
+def test_the_pages_work_with_the_keyboard_alone(shared_server, people, room_name, transport):
+    ada = people("ada")
+    page, keys = ada.page, ada.page.keyboard
+    page.goto(shared_server.url + "/")
+    expect(page.locator("#user")).to_be_focused()
+    keys.type("ada")
+    keys.press("Tab")
+    expect(page.locator("#room")).to_be_focused()
+    keys.press("Control+A")
+    keys.type(room_name)
+    for _ in range(ALL.index(transport) + 1):
+        keys.press("Tab")
+    expect(page.get_by_role("button", name=TRANSPORTS[transport][0], exact=True)).to_be_focused()
+    keys.press("Enter")
+    ada.arrive(shared_server, transport)
+
+    box = page.locator("#message")
+    expect(box).to_be_focused()
+    for text in ("typed, then Enter", "and once more"):
+        keys.type(text)
+        keys.press("Enter")
+        ada.expect_event("ada", text)
+        expect(box).to_be_focused()
+        expect(box).to_have_value("")
+    assert ada.unexpected_errors() == []
