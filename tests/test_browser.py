@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import NETWORK_ERROR, TRANSPORTS, Person, post
+from tests.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
 
 ALL = list(TRANSPORTS)
 
@@ -283,3 +283,23 @@ def test_the_pages_work_with_the_keyboard_alone(shared_server, people, room_name
         expect(box).to_be_focused()
         expect(box).to_have_value("")
     assert ada.unexpected_errors() == []
+
+
+# --- a phone-sized screen -----------------------------------------------------
+
+@pytest.mark.parametrize("transport", ALL)
+def test_the_pages_fit_a_phone_even_with_long_names_and_words(
+        shared_server, people, room_name, transport):
+    name, room = "a-nickname-of-thirty-two-chars-x", f"{room_name}-{'x' * 32}"[:32]
+    ada = people(name, viewport=PHONE, is_mobile=True, has_touch=True)
+    ada.join(shared_server, room, transport)
+    ada.say("w" * 300)
+    ada.expect_event(name, "w" * 300)
+    page = ada.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # Nothing overflows sideways: not the list, not a bubble (a long word wraps).
+    assert ada.messages.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth).length") == 0
+    assert page.locator("#messages").evaluate("el => el.scrollWidth <= el.clientWidth")
+    for visible in ("h1", ".me", "#state", ".leave", "#message", "#send button"):
+        expect(page.locator(visible)).to_be_in_viewport(ratio=1)
+    expect(ada.entry(name, "w" * 300)).to_be_in_viewport()
