@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import report
 from .scenarios import SCENARIOS
-from .servers import PROJECT
+from .servers import IDLE_BUSY_CORES, IDLE_WINDOW_S, PROJECT, wait_idle_machine
 
 RESULTS = PROJECT / "bench" / "results"      # JSON results and gunicorn logs (git-ignored)
 PLOT = PROJECT / "docs" / "bench-latency.png"  # the find-max latency plot
@@ -40,6 +40,9 @@ def parse_args(argv):
     g.add_argument("--step-duration", type=float, default=5, help="find-max: send window per step, s")
     g.add_argument("--max-steps", type=int, default=20, help="find-max: most steps")
     g.add_argument("--p99-ms", type=float, default=200, help="find-max: p99 bound, ms")
+    g.add_argument("--retries", type=int, default=2,
+                   help="find-max: failed steps that other processes disturbed are run again, "
+                        "at most this many times")
     g.add_argument("--steady-rate", type=float, default=100, help="steady: rate, msg/s")
     g.add_argument("--steady-duration", type=float, default=10, help="steady: send window, s")
     g = p.add_argument_group("idle, longpoll, postcost")
@@ -50,6 +53,9 @@ def parse_args(argv):
     g.add_argument("--lp-waiters", type=int, default=10000, help="longpoll: waiters")
     g.add_argument("--lp-procs", type=int, default=4, help="longpoll: client processes")
     g.add_argument("--posts", type=int, default=500, help="postcost: WebSocket posts (+1/5 over HTTP)")
+    p.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                   help="before each run, wait up to S seconds for the machine to be quiet "
+                        f"(under {IDLE_BUSY_CORES} busy cores for {IDLE_WINDOW_S:.0f} s)")
     p.add_argument("--plot", type=Path, default=PLOT, help="where the find-max plot goes")
     args = p.parse_args(argv)
     if args.quick:
@@ -88,8 +94,12 @@ def main(argv=None):
     for name in names:
         runs = []
         for i in range(args.repeat):
+            waited = time.monotonic()
+            cores = wait_idle_machine(args.wait_idle) if args.wait_idle else None
             t0 = time.monotonic()
-            print(f"{name} run {i + 1}/{args.repeat}", file=sys.stderr, flush=True)
+            print(f"{name} run {i + 1}/{args.repeat}" + (
+                f" (waited {t0 - waited:.0f} s for a quiet machine: {cores:.2f} busy cores)"
+                if cores is not None else ""), file=sys.stderr, flush=True)
             runs.append(SCENARIOS[name](args, logdir))
             runs[-1]["wall_s"] = time.monotonic() - t0
             runs[-1]["load"] = os.getloadavg()[0]

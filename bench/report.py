@@ -19,7 +19,9 @@ HEADLINES = {
         ("server CPU (% of a core)", "best.srv_cpu_pct", "{:.0f}"),
         ("server RSS per client, peak (KB)", "srv_rss_kb_per_client", "{:.1f}"),
         ("server RSS per client, idle (KB)", "connect.srv_rss_idle_kb_per_client", "{:.1f}"),
+        ("redis CPU (% of a core)", "best.redis_cpu_pct", "{:.0f}"),
         ("generator CPU (% of a core)", "best.gen_cpu_pct", "{:.0f}"),
+        ("other processes' CPU (% of a core)", "best.other_cpu_pct", "{:.0f}"),
         ("stopped by", "stop_reason", "{}"),
     ],
     "steady": [
@@ -29,7 +31,9 @@ HEADLINES = {
         ("lost / dup / out of order", ("step.lost", "step.duplicates", "step.out_of_order"), "{:.0f}"),
         ("server CPU per 1k deliveries (ms)", "step.srv_cpu_ms_per_1k", "{:.2f}"),
         ("server CPU (% of a core)", "step.srv_cpu_pct", "{:.0f}"),
+        ("redis CPU (% of a core)", "step.redis_cpu_pct", "{:.0f}"),
         ("generator CPU (% of a core)", "step.gen_cpu_pct", "{:.0f}"),
+        ("other processes' CPU (% of a core)", "step.other_cpu_pct", "{:.0f}"),
     ],
     "idle": [
         ("clients ready / asked", ("ready", "clients"), "{:,.0f}"),
@@ -127,7 +131,8 @@ def table(sections):
 
 def steps_table(steps):
     """The find-max steps, one line each."""
-    lines = ["  step  msg/s  deliveries/s   p50 ms   p99 ms  srv ms/1k  srv %  gen %  verdict"]
+    lines = ["  step  msg/s  deliveries/s   p50 ms   p99 ms  srv ms/1k  srv %  redis %  gen %  others %"
+             "  verdict"]
     for s in steps:
         p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
         cpu = s["srv_cpu_ms_per_1k"]
@@ -136,7 +141,8 @@ def steps_table(steps):
             f"{p50 if p50 is not None else float('nan'):>8.1f} "
             f"{p99 if p99 is not None else float('nan'):>8.1f} "
             f"{cpu if cpu is not None else float('nan'):>10.2f} {s['srv_cpu_pct']:>6.0f} "
-            f"{s['gen_cpu_pct']:>6.0f}  {'pass' if s['pass'] else s['reason']}")
+            f"{s['redis_cpu_pct']:>8.0f} {s['gen_cpu_pct']:>6.0f} {s['other_cpu_pct']:>9.0f}  "
+            f"{'pass' if s['pass'] else s['reason']}{' (disturbed: run again)' if s.get('retried') else ''}")
     return "\n".join(lines)
 
 
@@ -148,7 +154,7 @@ def plot(runs, path, p99_bound_ms, clients, workers):
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for i, run in enumerate(runs):
-        steps = [s for s in run["steps"] if s["latency_p99_ms"] is not None]
+        steps = [s for s in run["steps"] if s["latency_p99_ms"] is not None and not s.get("retried")]
         rates = [s["rate"] for s in steps]
         ax.plot(rates, [s["latency_p99_ms"] for s in steps], "o-", color="tab:red",
                 alpha=0.8, label=None if i else "p99")

@@ -22,6 +22,8 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024    # /proc/<pid>/stat RSS unit, in 
 START_TIMEOUT = 30.0                            # seconds a server may take to open its port
 STOP_GRACE = 10.0                               # seconds after SIGTERM before SIGKILL
 RATE_UNLIMITED = "1000000"                      # CHAT_RATE_* value: the rate limit is not measured
+IDLE_WINDOW_S = 3.0                             # a quiet machine is quiet for this long
+IDLE_BUSY_CORES = 0.3                           # quiet: fewer busy cores than this
 
 
 def free_port():
@@ -83,6 +85,7 @@ class Redis:
             _stop(self.process)
             raise
         self.client = redis.Redis.from_url(self.url)
+        self.tree = ProcTree(self.process.pid)
 
     def commandstats(self):
         """{command: calls} from INFO commandstats."""
@@ -165,6 +168,26 @@ class ProcTree:
                 cpu += int(stat[11]) + int(stat[12])
                 rss += int(stat[21]) * PAGE_KB
         return cpu / CLK_TCK, rss
+
+
+def machine_busy():
+    """CPU seconds every CPU of the machine spent busy (not idle, not waiting) since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK  # user..steal; guest time is inside user
+
+
+def wait_idle_machine(most_s):
+    """Waits up to most_s for a quiet machine; returns the busy cores of the last window."""
+    deadline = time.monotonic() + most_s
+    while True:
+        busy0 = machine_busy()
+        time.sleep(IDLE_WINDOW_S)
+        cores = (machine_busy() - busy0) / IDLE_WINDOW_S
+        if cores < IDLE_BUSY_CORES or time.monotonic() > deadline:
+            return cores
+
 
 
 def _stat(pid):
