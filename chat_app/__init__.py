@@ -13,8 +13,16 @@ gunicorn.conf.py can import chat_app.logs without loading the app.
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .hub import Hub
+    from .presence import Presence
+    from .room import Rooms
+    from .store import Store
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,12 @@ CONTENT_SECURITY_POLICY = (
 
 
 def error_response(status, message):
+    """JSON on API routes; elsewhere a page, linking back to the form that was posted."""
     if request.path in API_PATHS:
         response = jsonify(error=message)
     else:
-        response = render_template("error.html", status=status, message=message)
+        back = request.full_path.rstrip("?") if request.method == "POST" else None
+        response = render_template("error.html", status=status, message=message, back=back)
     return response, status
 
 

@@ -36,13 +36,13 @@ def room():
 def messages():
     room, user, after = read_query(request.environ, user_required=False)
     chat = _chat()
+    if user is not None:
+        chat.presence.seen(room, user)
     OPEN_CONNECTIONS.labels("longpolling").inc()
     try:
         body = chat.hub.wait(room, after, chat.settings.longpoll_timeout)
     finally:
         OPEN_CONNECTIONS.labels("longpolling").dec()
-    if user is not None:
-        chat.presence.seen(room, user)
     return Response(body, mimetype="application/json")
 
 

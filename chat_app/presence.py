@@ -1,20 +1,26 @@
 """Who is in a room, across every process: GET /presence, and its Redis side.
 
-A room's presence is a sorted set `P R:presence` of "<user>\\n<holder>"
-members scored by when they were last seen (Redis time, ms). A holder is one
-process's WebSockets ("ws:<host>:<pid>:<nonce>") or "http" for long polls and
-refresh pages. A user is present while any of their members is younger than
-CHAT_PRESENCE_TTL, so a user with two tabs is listed once and stays while one
-tab does, and a process that dies takes its users with it within the TTL.
+A room's presence is a sorted set `P R:presence` of "<user>\n<holder>"
+members, scored by when they were seen (ms, the processes' clocks):
 
-Each process keeps its members fresh in batches: one script call a second
-for the long polls and page loads it saw, plus its WebSocket users every
-TTL/3, whatever the number of rooms and users.
+- "<user>\n<process>": user's WebSockets on one process, kept fresh by that
+  process every TTL/3 and removed when its last one there closes;
+- "<user>\nhttp": when user last started a long poll or loaded a refresh page;
+- "<user>\nleft": when user last left through a page; it hides an older "http".
+
+A user is present while any member of theirs is younger than
+CHAT_PRESENCE_TTL (an "http" one only if younger than their "left"): listed
+once with two tabs, still there after closing one, and gone within the TTL
+when their process dies. Sightings keep the time they happened, so a long
+poll that ends after its user left does not bring them back. Each process
+writes in batches: once a second for the sightings, every TTL/3 for its
+sockets, in one round trip whatever the number of rooms and users.
 """
 
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import Counter
 
@@ -29,28 +35,9 @@ from .room import StoreUnavailable
 log = logging.getLogger(__name__)
 bp = Blueprint("presence", __name__)
 
-# Marks members seen now. KEYS: presence sets; ARGV: per key, a count then members.
-TOUCH_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local i = 1
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[i])
-  for j = i + 1, i + n do
-    redis.call('ZADD', key, now, ARGV[j])
-  end
-  redis.call('PEXPIRE', key, ARGV[#ARGV])
-  i = i + n + 1
-end
-"""
 
-# The members seen within the TTL, after dropping older ones. ARGV: TTL in ms.
-LIST_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
+def _now_ms():
+    return int(time.time() * 1000)
 
 
 class Presence:
@@ -62,10 +49,8 @@ class Presence:
         self._ttl_ms = int(settings.presence_ttl * 1000)
         self._refresh_every = settings.presence_ttl / 3
         self._holder = f"ws:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._touch = client.register_script(TOUCH_SCRIPT)
-        self._list = client.register_script(LIST_SCRIPT)
         self._sockets = Counter()   # (room, user) -> WebSockets open here
-        self._seen = set()          # (room, user) seen over HTTP since the last flush
+        self._seen = {}             # (room, user) -> ms seen over HTTP, not yet written
         self._ticker = None
 
     def _key(self, room):
@@ -73,54 +58,68 @@ class Presence:
 
     def users(self, room):
         """The users present in room, each once, sorted by code point."""
+        pipe = self._redis.pipeline()
+        pipe.zremrangebyscore(self._key(room), "-inf", f"({_now_ms() - self._ttl_ms}")
+        pipe.zrange(self._key(room), 0, -1, withscores=True)
         try:
-            members = self._list(keys=[self._key(room)], args=[self._ttl_ms])
+            _, members = pipe.execute()
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return sorted({m.decode().split("\n", 1)[0] for m in members})
+        present, http, left = set(), {}, {}
+        for member, score in members:
+            user, holder = member.decode().split("\n", 1)
+            if holder == "http":
+                http[user] = score
+            elif holder == "left":
+                left[user] = score
+            else:
+                present.add(user)
+        present.update(user for user, score in http.items() if score > left.get(user, -1))
+        return sorted(present)
 
     def socket_opened(self, room, user):
         """A WebSocket of user's joined room here: present from now on."""
         self._start()
         self._sockets[room, user] += 1
         if self._sockets[room, user] == 1:
-            self._send({room: [f"{user}\n{self._holder}"]})
+            self._write({(room, f"{user}\n{self._holder}"): _now_ms()})
 
     def socket_closed(self, room, user):
-        """Absent once user's last WebSocket in room here closes (if no other holds them)."""
+        """Absent once user's last WebSocket in room here closes (if nothing else holds them)."""
         self._sockets[room, user] -= 1
         if self._sockets[room, user] <= 0:
             del self._sockets[room, user]
-            self._remove(room, f"{user}\n{self._holder}")
+            try:
+                self._redis.zrem(self._key(room), f"{user}\n{self._holder}")
+            except redis.RedisError as exc:
+                log.warning("presence not updated: %s", exc)
 
     def seen(self, room, user, now=False):
-        """user polled or loaded a page in room: present for the TTL.
+        """user started a long poll or loaded a page: present for the TTL from now.
 
-        Batched into the next flush, or sent at once when `now`.
+        Written with the next batch, or at once when `now`.
         """
         if now:
-            self._send({room: [f"{user}\nhttp"]})
+            self._write({(room, f"{user}\nhttp"): _now_ms()})
         else:
             self._start()
-            self._seen.add((room, user))
+            self._seen[room, user] = _now_ms()
 
     def left(self, room, user):
-        """user left room through a page: their HTTP presence ends now."""
-        self._remove(room, f"{user}\nhttp")
+        """user left room through a page: what was seen over HTTP before now no longer counts."""
+        self._write({(room, f"{user}\nleft"): _now_ms()})
 
-    def _remove(self, room, member):
+    def _write(self, scores):
+        """Raises members' scores (never lowers them), in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        by_key = {}
+        for (room, member), score in scores.items():
+            by_key.setdefault(self._key(room), {})[member] = score
+        for key, members in by_key.items():
+            pipe.zadd(key, members, gt=True)
+            pipe.pexpire(key, self._ttl_ms * 2)
         try:
-            self._redis.zrem(self._key(room), member)
-        except redis.RedisError as exc:
-            log.warning("presence not updated: %s", exc)
-
-    def _send(self, members_by_room):
-        keys, args = [], []
-        for room, members in members_by_room.items():
-            keys.append(self._key(room))
-            args += [len(members), *members]
-        try:
-            self._touch(keys=keys, args=[*args, self._ttl_ms * 2])
+            pipe.execute()
         except redis.RedisError as exc:
             log.warning("presence not updated: %s", exc)
 
@@ -129,21 +128,20 @@ class Presence:
             self._ticker = gevent.spawn(self._tick_forever)
 
     def _tick_forever(self):
-        """Flushes HTTP sightings every PRESENCE_FLUSH_INTERVAL; refreshes sockets every TTL/3."""
+        """Writes the sightings every PRESENCE_FLUSH_INTERVAL; refreshes sockets every TTL/3."""
         since_refresh = 0.0
         while True:
             gevent.sleep(PRESENCE_FLUSH_INTERVAL)
             since_refresh += PRESENCE_FLUSH_INTERVAL
-            batch = {}
-            seen, self._seen = self._seen, set()
-            for room, user in seen:
-                batch.setdefault(room, []).append(f"{user}\nhttp")
+            seen, self._seen = self._seen, {}
+            batch = {(room, f"{user}\nhttp"): ms for (room, user), ms in seen.items()}
             if since_refresh >= self._refresh_every:
                 since_refresh = 0.0
-                for room, user in self._sockets:
-                    batch.setdefault(room, []).append(f"{user}\n{self._holder}")
+                now = _now_ms()
+                batch.update({(room, f"{user}\n{self._holder}"): now
+                              for room, user in self._sockets})
             if batch:
-                self._send(batch)
+                self._write(batch)
 
 
 @bp.get("/presence")

@@ -11,6 +11,9 @@ const Chat = (() => {
   const notice = document.getElementById("notice");
   const form = document.getElementById("send");
   const input = document.getElementById("message");
+  const people = document.getElementById("presence");
+  const leaveLink = document.querySelector(".leave");
+  const headcount = document.getElementById("headcount");
   const query = `room=${encodeURIComponent(room)}&user=${encodeURIComponent(me)}`;
 
   function clock(ts) {
@@ -67,9 +70,37 @@ const Chat = (() => {
   }
 
   function setState(kind, text) {
+    if (kind === "connected" && !state.classList.contains("connected")) showPresenceSoon();
     state.className = `state ${kind}`;
     state.textContent = text;
   }
+
+  // Who is here: fetched on load, after a reconnect, and on every join or leave.
+  async function showPresence() {
+    try {
+      const response = await fetch(`/presence?room=${encodeURIComponent(room)}`, { cache: "no-store" });
+      if (!response.ok) return;
+      const { users } = await response.json();
+      people.replaceChildren(...users.map((user) => {
+        const li = document.createElement("li");
+        li.textContent = user === me ? `${user} (you)` : user;
+        if (user === me) li.className = "self";
+        return li;
+      }));
+      headcount.textContent = ` · ${users.length} here`;
+    } catch (err) {
+      // the connection state already says the server is away
+    }
+  }
+
+  function showPresenceSoon() {
+    clearTimeout(showPresenceSoon.timer);
+    showPresenceSoon.timer = setTimeout(showPresence, 150);
+  }
+
+  listeners.push((events) => {
+    if (events.some((e) => e.type !== "message")) showPresenceSoon();
+  });
 
   function showNotice(text) {
     notice.textContent = text;
@@ -98,9 +129,15 @@ const Chat = (() => {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
+  // Once the reader clicks Leave, the page stops talking to the server: a poll
+  // or refresh sent after the leave would make them present again.
+  const leaving = new AbortController();
+  leaveLink.addEventListener("click", () => leaving.abort());
+
   for (const time of log.querySelectorAll("time[data-ts]")) time.textContent = clock(Number(time.dataset.ts));
   log.scrollTop = log.scrollHeight;
+  showPresenceSoon();
 
   return { me, room, query, log, append, appendNodes, lastId, clock, setState, showNotice,
-           onSend, sleep, onEvents: (f) => listeners.push(f) };
+           onSend, sleep, showPresence, leaving: leaving.signal, onEvents: (f) => listeners.push(f) };
 })();

@@ -16,18 +16,20 @@
 
   async function poll() {
     let failed = true;
-    for (;;) {
+    while (!Chat.leaving.aborted) {
       try {
         if (failed) {
           await reachable();
           Chat.setState("connected", "connected");
           failed = false;
         }
-        const response = await fetch(`${url}&lastReceived=${Chat.lastId()}`, { cache: "no-store" });
+        const response = await fetch(`${url}&lastReceived=${Chat.lastId()}`,
+                                     { cache: "no-store", signal: Chat.leaving });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         backoff = 500;
         Chat.append(await response.json());
       } catch (err) {
+        if (Chat.leaving.aborted) return;
         failed = true;
         Chat.setState("disconnected", "disconnected, reconnecting…");
         await Chat.sleep(backoff);

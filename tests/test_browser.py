@@ -9,6 +9,7 @@ allows the network errors of the server it kills).
 import re
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from tests.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
@@ -303,3 +304,38 @@ def test_the_pages_fit_a_phone_even_with_long_names_and_words(
     for visible in ("h1", ".me", "#state", ".leave", "#message", "#send button"):
         expect(page.locator(visible)).to_be_in_viewport(ratio=1)
     expect(ada.entry(name, "w" * 300)).to_be_in_viewport()
+
+
+# --- presence: who is here ----------------------------------------------------
+
+def shared_server_presence(server, room):
+    return requests.get(f"{server.url}/presence", params={"room": room}, timeout=5).json()["users"]
+
+
+def expect_here(person, names, timeout=None):
+    """Waits until the person's "Here now" list (and the headcount) shows `names`."""
+    shown = [f"{n} (you)" if n == person.name else n for n in names]
+    timeout = timeout or TRANSPORTS[person.transport][2]
+    expect(person.page.locator("#presence > li")).to_have_text(shown, timeout=timeout)
+    expect(person.page.locator("#headcount")).to_have_text(f" · {len(names)} here", timeout=timeout)
+
+
+def test_the_presence_list_follows_people_joining_and_leaving(shared_server, people, room_name):
+    ada = people("ada").join(shared_server, room_name, "websocket")
+    expect_here(ada, ["ada"])
+    bob = people("bob").join(shared_server, room_name, "longpolling")
+    cyd = people("cyd").join(shared_server, room_name, "refresh")
+    for person in (ada, bob, cyd):
+        expect_here(person, ["ada", "bob", "cyd"])
+    bob.leave(shared_server)
+    for person in (ada, cyd):
+        expect_here(person, ["ada", "cyd"])
+    second_tab = people("ada")
+    second_tab.page.goto(f"{shared_server.url}/websocket/room?user=ada&room={room_name}")
+    expect(ada.entry("ada", "joined")).to_have_count(2)
+    second_tab.page.close()  # ada still has her first tab open
+    expect(ada.entry("ada", "left")).to_have_count(1)
+    assert shared_server_presence(shared_server, room_name) == ["ada", "cyd"]
+    expect_here(cyd, ["ada", "cyd"])
+    ada.leave(shared_server)
+    expect_here(cyd, ["cyd"])

@@ -126,3 +126,24 @@ def test_an_open_websocket_outlives_the_ttl(redis_server, start_server, room_nam
     while time.monotonic() < end:
         assert users(server, room_name) == ["ada"]
     ws.close()
+
+
+def test_a_poll_that_ends_after_its_user_left_does_not_bring_them_back(http, app):
+    import gevent
+    presence = app.extensions["chat"].presence
+    http.get("/longpolling?user=fay&room=p3")
+    last = http.get("/longpolling/room/messages?room=p3").json[-1]["id"]
+    poll = gevent.spawn(app.test_client().get,
+                        f"/longpolling/room/messages?user=fay&room=p3&lastReceived={last}")
+    hub = app.extensions["chat"].hub
+    wait_until(lambda: "p3" in hub._subs and hub._subs["p3"].waiters, message="the poll to wait")
+    http.get("/longpolling/room/leave?user=fay&room=p3")  # wakes the poll with fay's leave
+    assert poll.get(timeout=5).status_code == 200
+    wait_until(lambda: not presence._seen, timeout=3, message="the batch to be written")
+    assert presence.users("p3") == []
+
+
+def test_polling_again_after_leaving_is_presence_again(http):
+    http.get("/longpolling/room/leave?user=gus&room=p4")
+    http.get("/longpolling/room/messages?user=gus&room=p4")
+    wait_until(lambda: http.get("/presence?room=p4").json["users"] == ["gus"], timeout=3)

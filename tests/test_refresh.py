@@ -74,3 +74,9 @@ def test_markup_in_names_and_text_is_inert(app, http):
     html = http.get("/refresh/room?user=ada&room=r8").get_data(as_text=True)
     assert "<img src=x" not in html and "<script>alert" not in html and "<b>bob" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html
+
+
+def test_a_refused_post_links_back_to_the_room(http):
+    response = http.post("/refresh/room?user=ada&room=r9", data={"message": " "})
+    assert response.status_code == 400
+    assert 'href="/refresh/room?user=ada&amp;room=r9">Back to the room' in response.get_data(as_text=True)
