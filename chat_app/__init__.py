@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -37,11 +37,37 @@ class Chat:
     hub: "Hub"
     presence: "Presence"
 
+    def enter_from_page(self, room, user):
+        """user joins room from a page: present at once, then the join event
+        (pages fetch who is here when they see a join or a leave)."""
+        self.presence.seen(room, user, now=True)
+        self.rooms.post(room, "join", user)
+
+    def leave_from_page(self, room, user):
+        """user leaves room from a page: absent at once, then the leave event."""
+        self.presence.left(room, user)
+        self.rooms.post(room, "leave", user)
+
+
+def current_chat():
+    """The Chat of the app serving the current request."""
+    return current_app.extensions["chat"]
+
 
 def create_app(settings=None):
     """The Flask app for `settings` (default: read from the environment)."""
-    from . import (errors, home, logs, longpolling, metrics, presence, refresh, room, store,
-                   websocket)
+    from . import (
+        errors,
+        home,
+        logs,
+        longpolling,
+        metrics,
+        presence,
+        refresh,
+        room,
+        store,
+        websocket,
+    )
     from .config import FORM_SLACK_BYTES, Settings
     from .hub import Hub
 

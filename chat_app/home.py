@@ -1,6 +1,8 @@
 """The welcome page and the health check."""
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, jsonify, render_template
+
+from . import current_chat
 
 bp = Blueprint("home", __name__)
 
@@ -12,7 +14,7 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
-    chat = current_app.extensions["chat"]
+    chat = current_chat()
     if chat.rooms.healthy() and chat.hub.healthy():
         return jsonify(status="ok")
     return jsonify(status="unavailable"), 503

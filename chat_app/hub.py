@@ -26,9 +26,13 @@ from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
 
 from .client import text_frame
+from .config import (
+    PUBSUB_BACKOFF_MAX,
+    PUBSUB_BACKOFF_MIN,
+    PUBSUB_BATCH_MAX,
+    SUBSCRIBE_TIMEOUT,
+)
 from .metrics import FRAMES_DELIVERED, REDIS_ERRORS
-from .config import (PUBSUB_BACKOFF_MAX, PUBSUB_BACKOFF_MIN, PUBSUB_BATCH_MAX,
-                     SUBSCRIBE_TIMEOUT)
 from .room import StoreUnavailable
 
 log = logging.getLogger(__name__)

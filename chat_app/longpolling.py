@@ -1,23 +1,18 @@
 """Long polling: the page asks for the events after the last one it has."""
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 
+from . import current_chat
 from .events import Invalid, parse_text, read_query
 from .metrics import OPEN_CONNECTIONS
 
 bp = Blueprint("longpolling", __name__, url_prefix="/longpolling")
 
 
-def _chat():
-    return current_app.extensions["chat"]
-
-
 @bp.get("")
 def join():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
-    chat.presence.seen(room, user, now=True)
-    chat.rooms.post(room, "join", user)
+    current_chat().enter_from_page(room, user)
     return redirect(url_for(".room", user=user, room=room), 302)
 
 
@@ -29,13 +24,13 @@ def room():
         transport="longpolling", transport_name="long polling",
         post_url=url_for(".say", user=user, room=room),
         leave_url=url_for(".leave", user=user, room=room),
-        max_chars=_chat().settings.max_message_chars)
+        max_chars=current_chat().settings.max_message_chars)
 
 
 @bp.get("/room/messages")
 def messages():
     room, user, after = read_query(request.environ, user_required=False)
-    chat = _chat()
+    chat = current_chat()
     if user is not None:
         chat.presence.seen(room, user)
     OPEN_CONNECTIONS.labels("longpolling").inc()
@@ -49,7 +44,7 @@ def messages():
 @bp.post("/room/messages")
 def say():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
+    chat = current_chat()
     text = parse_text(_message_field(), chat.settings.max_message_chars)
     event = chat.rooms.post(room, "message", user, text)
     return Response(event, status=201, mimetype="application/json")
@@ -68,7 +63,5 @@ def _message_field():
 @bp.get("/room/leave")
 def leave():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
-    chat.presence.left(room, user)
-    chat.rooms.post(room, "leave", user)
+    current_chat().leave_from_page(room, user)
     return redirect(url_for("home.index"), 302)

@@ -26,8 +26,9 @@ from collections import Counter
 
 import gevent
 import redis
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
+from . import current_chat
 from .config import PRESENCE_FLUSH_INTERVAL
 from .events import read_query
 from .room import StoreUnavailable
@@ -147,5 +148,5 @@ class Presence:
 @bp.get("/presence")
 def presence():
     room, _, _ = read_query(request.environ, user_required=False)
-    users = current_app.extensions["chat"].presence.users(room)
+    users = current_chat().presence.users(room)
     return jsonify(room=room, users=users)

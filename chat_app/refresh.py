@@ -3,30 +3,25 @@
 import json
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
+from . import current_chat
 from .events import parse_text, read_query
 
 bp = Blueprint("refresh", __name__, url_prefix="/refresh")
 
 
-def _chat():
-    return current_app.extensions["chat"]
-
-
 @bp.get("")
 def join():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
-    chat.presence.seen(room, user, now=True)
-    chat.rooms.post(room, "join", user)
+    current_chat().enter_from_page(room, user)
     return redirect(url_for(".room", user=user, room=room), 302)
 
 
 @bp.get("/room")
 def room():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
+    chat = current_chat()
     events = [json.loads(raw) for _, raw in chat.rooms.history(room)]
     chat.presence.seen(room, user)
     return render_template(
@@ -46,7 +41,7 @@ def clock(ts):
 @bp.post("/room")
 def say():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
+    chat = current_chat()
     text = parse_text(request.form.get("message"), chat.settings.max_message_chars)
     chat.rooms.post(room, "message", user, text)
     return redirect(url_for(".room", user=user, room=room), 303)
@@ -55,7 +50,5 @@ def say():
 @bp.get("/room/leave")
 def leave():
     room, user, _ = read_query(request.environ)
-    chat = _chat()
-    chat.presence.left(room, user)
-    chat.rooms.post(room, "leave", user)
+    current_chat().leave_from_page(room, user)
     return redirect(url_for("home.index"), 302)

@@ -10,9 +10,10 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, g, render_template, request, url_for
+from flask import Blueprint, abort, g, render_template, request, url_for
 from flask_sock import Sock
 
+from . import current_chat
 from .client import Client, text_frame
 from .events import Invalid, parse_text, read_query
 from .hub import ShuttingDown
@@ -48,7 +49,7 @@ def room():
         "websocket_room.html", room=room, user=user,
         transport="websocket", transport_name="WebSocket",
         post_url="", leave_url=url_for("home.index"),
-        max_chars=current_app.extensions["chat"].settings.max_message_chars)
+        max_chars=current_chat().settings.max_message_chars)
 
 
 @bp.before_request
@@ -61,7 +62,7 @@ def check_handshake():
             not request.headers.get("Sec-WebSocket-Key"):
         raise Invalid("a WebSocket handshake (version 13) is required")
     if not origin_allowed(request.headers.get("Origin"), request.host,
-                          current_app.extensions["chat"].settings.allowed_origins):
+                          current_chat().settings.allowed_origins):
         POSTS_REFUSED.labels("origin").inc()
         abort(403, "this origin may not open a WebSocket here")
     # No permessage-deflate: frames are shared by every client, uncompressed.
@@ -82,7 +83,7 @@ def origin_allowed(origin, host, allowed):
 
 @sock.route("/room/socket", bp=bp)
 def socket(ws):
-    chat = current_app.extensions["chat"]
+    chat = current_chat()
     settings = chat.settings
     client = Client(ws.sock, g.room, g.user, settings.send_queue, settings.max_message_chars)
     # From here the Client owns the socket: simple-websocket must not write to

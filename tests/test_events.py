@@ -2,8 +2,17 @@ import json
 
 import pytest
 
-from chat_app.events import (Invalid, event_fields, event_id, parse_last_received, parse_query,
-                             parse_room, parse_text, parse_user, read_query)
+from chat_app.events import (
+    Invalid,
+    event_fields,
+    event_id,
+    parse_last_received,
+    parse_query,
+    parse_room,
+    parse_text,
+    parse_user,
+    read_query,
+)
 
 
 @pytest.mark.parametrize("room", ["lobby", "a", "x" * 32, "a-b_c9"])

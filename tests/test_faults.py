@@ -14,7 +14,6 @@ import websocket
 
 from tests.servers import Socket, wait_until
 
-
 # --- a client that reads too slowly --------------------------------------------
 
 def test_a_slow_consumer_is_closed_with_1013_without_delaying_others_and_resumes(

@@ -2,13 +2,12 @@ import json
 
 import gevent
 import pytest
+import requests
 
 from chat_app.config import Settings
 from chat_app.hub import Hub, ShuttingDown, Subscription
 from chat_app.room import Rooms
 from chat_app.store import connect
-import requests
-
 from tests.servers import Socket, wait_until
 
 
