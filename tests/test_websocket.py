@@ -168,3 +168,28 @@ def test_huge_query_strings_are_refused_as_bad_names(shared_server):
     too_long = requests.get(f"{shared_server.url}/longpolling/room/messages",
                             params={"user": "x" * 9000}, timeout=5)
     assert too_long.status_code == 414  # gunicorn's own answer past its limit
+
+
+def test_the_rate_limit_is_shared_by_every_process_and_transport(shared_redis, start_server, room_name):
+    servers = [start_server(shared_redis.url, workers=2, CHAT_RATE_BURST=4, CHAT_RATE_PER_SEC=0.01)
+               for _ in range(2)]
+    sockets = [server.join(room_name, "ada") for server in servers]  # two connections, two servers
+    sockets[0].send("1")
+    sockets[0].recv_until(lambda e: e["text"] == "1")
+    sockets[1].send("2")
+    sockets[1].recv_until(lambda e: e["text"] == "2")
+    for server in servers:  # new HTTP connections: any worker of either server
+        assert server.try_post(room_name, f"via {server.port}", user="ada") is not None
+    for sock in sockets:
+        sock.send("one too many")
+        refused = sock.recv_until(lambda e: e["type"] == "error")[-1]
+        assert "too many" in refused["text"]
+    for server in servers:
+        response = requests.post(f"{server.url}/longpolling/room/messages",
+                                 params={"user": "ada", "room": room_name}, data={"message": "no"},
+                                 headers={"Connection": "close"}, timeout=5)
+        assert response.status_code == 429
+    texts = [e["text"] for e in servers[0].archive(room_name) if e["type"] == "message"]
+    assert sorted(texts) == sorted(["1", "2", f"via {servers[0].port}", f"via {servers[1].port}"])
+    for sock in sockets:
+        sock.close()
