@@ -54,8 +54,9 @@ def parse_args(argv):
     g.add_argument("--lp-procs", type=int, default=4, help="longpoll: client processes")
     g.add_argument("--posts", type=int, default=500, help="postcost: WebSocket posts (+1/5 over HTTP)")
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
-                   help="before each run, wait up to S seconds for the machine to be quiet "
-                        f"(under {IDLE_BUSY_CORES} busy cores for {IDLE_WINDOW_S:.0f} s)")
+                   help="before each run and each fan-out step, wait up to S seconds for the "
+                        f"machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
+                        f"{IDLE_WINDOW_S:.0f} s, this benchmark's processes aside)")
     p.add_argument("--plot", type=Path, default=PLOT, help="where the find-max plot goes")
     args = p.parse_args(argv)
     if args.quick:
@@ -118,4 +119,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("bench: interrupted; every server and client process was stopped", file=sys.stderr)
+        sys.exit(130)

@@ -231,6 +231,8 @@ def serve(loop_class, pipe, *args):
     loop = loop_class(pipe, *args)
     try:
         loop.run()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the orchestrator stops us
+        return
     except BaseException as exc:  # tell the orchestrator, then die
         try:
             pipe.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -44,7 +44,7 @@ IDLE_CPU_SECONDS = 0.02      # server CPU per 0.5 s under which it counts as idl
 LONGPOLL_TIMEOUT = "300"     # CHAT_LONGPOLL_TIMEOUT for the long-poll scenario: no early [] answers
 ANSWER_BOUND_NS = 10**9      # every long-poll waiter must be answered within 1 s of the post
 COLLECT_TIMEOUT_NS = 30 * 10**9  # how long the long-poll scenario waits for answers at most
-DISTURBED_PCT = 25.0         # a failed step during which other processes used more of a core is
+DISTURBED_PCT = 20.0         # a failed step during which other processes used more of a core is
 RETRY_QUIET_S = 120.0        # retried (--retries times) after waiting up to this long for quiet
 
 
@@ -74,6 +74,9 @@ class ClientPool:
 
     def __len__(self):
         return len(self.pipes)
+
+    def pids(self):
+        return [proc.pid for proc in self.procs]
 
     def send(self, i, name, args=None):
         self.pipes[i].send((name, args or {}))
@@ -312,6 +315,8 @@ def fanout(cfg, logdir):
         stop_reason = f"reached --max-steps {cfg.max_steps}"
         while len(steps) < cfg.max_steps + cfg.retries:
             wait_quiet(pool)
+            if cfg.wait_idle:
+                wait_idle_machine(cfg.wait_idle, exclude=servers.tree.pids() + pool.pids())
             step = len(steps) + 1
             r = run_step(servers, pool, step, rate, cfg.step_duration, cfg.senders, cfg.p99_ms)
             steps.append(r)
@@ -319,7 +324,7 @@ def fanout(cfg, logdir):
             if not r["pass"] and r["other_cpu_pct"] > DISTURBED_PCT and retries:
                 retries -= 1
                 r["retried"] = True
-                cores = wait_idle_machine(RETRY_QUIET_S)
+                cores = wait_idle_machine(RETRY_QUIET_S, exclude=servers.tree.pids() + pool.pids())
                 print(f"  step {step} was disturbed (other processes used {r['other_cpu_pct']:.0f} % "
                       f"of a core): again at {rate:.0f} msg/s ({cores:.2f} busy cores now)",
                       file=sys.stderr, flush=True)
@@ -332,9 +337,9 @@ def fanout(cfg, logdir):
                 break
             rate *= cfg.step_factor
         peak = servers.rss_peak
-    result = {"connect": connect, "steps": steps, "best": best, "stop_reason": stop_reason,
-              "srv_rss_kb_per_client": (peak - servers.rss_base) / connect["ready"]}
-    return result
+    return {"connect": connect, "steps": steps, "best": best, "stop_reason": stop_reason,
+            "srv_rss_base_mb": servers.rss_base / 1024,
+            "srv_rss_kb_per_client": (peak - servers.rss_base) / connect["ready"]}
 
 
 def steady(cfg, logdir):
@@ -342,11 +347,13 @@ def steady(cfg, logdir):
     with Servers(cfg.workers, logdir) as servers, ClientPool(WsLoop, cfg.procs, servers.port) as pool:
         connect = fanout_clients(cfg, servers, pool)
         wait_quiet(pool)
+        if cfg.wait_idle:
+            wait_idle_machine(cfg.wait_idle, exclude=servers.tree.pids() + pool.pids())
         r = run_step(servers, pool, 1, cfg.steady_rate, cfg.steady_duration, cfg.senders,
                      cfg.p99_ms)
         log_step(r)
         peak = servers.rss_peak
-    return {"connect": connect, "step": r,
+    return {"connect": connect, "step": r, "srv_rss_base_mb": servers.rss_base / 1024,
             "srv_rss_kb_per_client": (peak - servers.rss_base) / connect["ready"]}
 
 

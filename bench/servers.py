@@ -161,13 +161,13 @@ class ProcTree:
 
     def sample(self):
         """(CPU seconds utime+stime, RSS in KB) summed over the tree now."""
-        cpu = rss = 0
-        for pid in self.pids():
+        pids = self.pids()
+        rss = 0
+        for pid in pids:
             stat = _stat(pid)
             if stat is not None:
-                cpu += int(stat[11]) + int(stat[12])
                 rss += int(stat[21]) * PAGE_KB
-        return cpu / CLK_TCK, rss
+        return _cpu_of(pids), rss
 
 
 def machine_busy():
@@ -178,15 +178,29 @@ def machine_busy():
     return (sum(fields[:8]) - idle) / CLK_TCK  # user..steal; guest time is inside user
 
 
-def wait_idle_machine(most_s):
-    """Waits up to most_s for a quiet machine; returns the busy cores of the last window."""
+def wait_idle_machine(most_s, exclude=()):
+    """Waits up to most_s for a quiet machine; returns the busy cores of the last window.
+
+    The CPU of the processes in `exclude` (this benchmark's own, idling between
+    steps) does not count.
+    """
     deadline = time.monotonic() + most_s
     while True:
-        busy0 = machine_busy()
+        busy0, own0 = machine_busy(), _cpu_of(exclude)
         time.sleep(IDLE_WINDOW_S)
-        cores = (machine_busy() - busy0) / IDLE_WINDOW_S
+        cores = (machine_busy() - busy0 - (_cpu_of(exclude) - own0)) / IDLE_WINDOW_S
         if cores < IDLE_BUSY_CORES or time.monotonic() > deadline:
             return cores
+
+
+def _cpu_of(pids):
+    """utime+stime seconds of these processes (those still alive)."""
+    total = 0
+    for pid in pids:
+        stat = _stat(pid)
+        if stat is not None:
+            total += int(stat[11]) + int(stat[12])
+    return total / CLK_TCK
 
 
 
