@@ -1,7 +1,7 @@
 # make run: serve the chat on http://127.0.0.1:8000 (embedded store, no Redis needed)
 # make test: the whole test suite (needs redis-server; the browser tests need chromium)
 # make screenshots: docs/*.png, the pages in headless chromium (needs chromium)
-# make bench: the fan-out benchmark, every scenario once, about 4 minutes (needs redis-server;
+# make bench: the fan-out benchmark, every scenario once, 2-3 minutes (needs redis-server;
 #             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; see bench/)
 VENV := .venv
 PY := $(VENV)/bin/python
