@@ -5,11 +5,14 @@ lives in one process); on SIGTERM each worker closes its WebSockets with 1012
 and answers its long polls, so clients reconnect elsewhere and resume.
 """
 
+import logging.config
 import os
 import resource
 import shutil
 import signal
 import tempfile
+
+from gunicorn import glogging
 
 from chat_app import logs
 
@@ -30,10 +33,21 @@ else:
     _reason = ("REDIS_URL is not set: one worker, on the embedded in-process store "
                "(set REDIS_URL to share rooms across workers and hosts)")
 
-# One line per request is logged by the app (chat_app/logs.py), in the same
-# format (CHAT_LOG_FORMAT: text or json) as gunicorn's own lines.
-accesslog = None
-logconfig_dict = logs.config(os.environ.get("CHAT_LOG_FORMAT", "text").lower())
+
+class Logger(glogging.Logger):
+    """gunicorn's lines in the app's format (CHAT_LOG_FORMAT: text or json);
+    the app logs one line per request itself (chat_app/logs.py), so gunicorn's
+    access lines are off (and cost nothing)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        logging.config.dictConfig(logs.config(os.environ.get("CHAT_LOG_FORMAT", "text").lower()))
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = Logger
 
 # /metrics adds up every worker's values from files in this directory; it is
 # emptied at start, a dead worker's gauges are dropped, and it is removed at exit.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
+from flask.sessions import SessionInterface
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -49,6 +50,16 @@ class Chat:
         self.rooms.post(room, "leave", user)
 
 
+class NoSessions(SessionInterface):
+    """The app keeps nothing between requests: no session to open or to save."""
+
+    def open_session(self, app, request):
+        return None  # Flask uses an empty, read-only session
+
+    def save_session(self, app, session, response):
+        pass
+
+
 def current_chat():
     """The Chat of the app serving the current request."""
     return current_app.extensions["chat"]
@@ -76,6 +87,7 @@ def create_app(settings=None):
     if settings.secret_key is None:
         log.warning("SECRET_KEY is not set: using a random key for this start")
     app.secret_key = settings.secret_key or secrets.token_hex(32)
+    app.session_interface = NoSessions()
     app.config.update(
         MAX_CONTENT_LENGTH=FORM_SLACK_BYTES + 12 * settings.max_message_chars,
         SOCK_SERVER_OPTIONS=websocket.SERVER_OPTIONS,

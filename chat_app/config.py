@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 REDIS_POOL_SIZE = 64          # Redis command connections per process (blocking pool)
 REDIS_POOL_WAIT = 5.0         # seconds a request waits for a free pooled connection
+JOIN_CONCURRENCY = 32         # WebSockets replaying and joining at once per process; more wait
 REDIS_TIMEOUT = 5.0           # seconds a Redis command or connect may take before 503
 PUBSUB_BATCH_MAX = 2000       # pub/sub messages fanned out in one batch, at most
 PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub connection
@@ -22,6 +23,17 @@ WS_CLOSE_GRACE = 5.0          # seconds a closing socket may take to flush and a
 WS_FRAME_SLACK_BYTES = 65536  # bytes a message frame may carry beyond 4 per allowed char
 FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed char
 PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process
+
+# Headers of every answer: the pages run only their own scripts and styles,
+# and may talk only to this server.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _int(environ, name, default, minimum=0):

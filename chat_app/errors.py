@@ -9,6 +9,7 @@ import logging
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from .config import SECURITY_HEADERS
 from .events import Invalid
 from .hub import ShuttingDown
 from .metrics import POSTS_REFUSED
@@ -29,14 +30,6 @@ POSTING_ENDPOINTS = frozenset({
     "refresh.join", "refresh.say", "refresh.leave", "longpolling.join", "longpolling.say",
     "longpolling.leave", "websocket.socket",
 })
-
-# The pages run only their own scripts and styles, and may talk only to us.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
-
 
 def error_response(status, message):
     """JSON on API routes; elsewhere a page, linking back to the form that was posted."""
@@ -81,7 +74,6 @@ def init_app(app):
 
     @app.after_request
     def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response

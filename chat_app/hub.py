@@ -17,6 +17,7 @@ reconnects with backoff and resubscribes.
 """
 
 import logging
+import os
 import time
 from bisect import bisect_right
 
@@ -30,6 +31,7 @@ from .config import (
     PUBSUB_BACKOFF_MAX,
     PUBSUB_BACKOFF_MIN,
     PUBSUB_BATCH_MAX,
+    SECURITY_HEADERS,
     SUBSCRIBE_TIMEOUT,
 )
 from .metrics import FRAMES_DELIVERED, REDIS_ERRORS
@@ -67,13 +69,49 @@ class Joiner:
 
 
 class Waiter:
-    """One long poll: wants the events with id > after."""
+    """One long poll: wants the events with id > after.
 
-    __slots__ = ("after", "result")
+    With `fd` (its HTTP socket) the hub writes the whole HTTP answer itself,
+    like a WebSocket frame, and the request only finishes; `keep_alive` says
+    whether that answer keeps the connection open.
+    """
 
-    def __init__(self, after):
+    __slots__ = ("after", "result", "fd", "keep_alive")
+
+    def __init__(self, after, fd=None, keep_alive=True):
         self.after = after
         self.result = AsyncResult()
+        self.fd = fd
+        self.keep_alive = keep_alive
+
+
+class Answered:
+    """The hub wrote a long poll's answer; `rest` is what the socket did not take."""
+
+    __slots__ = ("rest",)
+
+    def __init__(self, rest):
+        self.rest = rest
+
+
+def http_answer(body, keep_alive):
+    """A complete 200 answer carrying a JSON body."""
+    head = [b"HTTP/1.1 200 OK", b"Content-Type: application/json",
+            b"Content-Length: %d" % len(body),
+            b"Connection: keep-alive" if keep_alive else b"Connection: close"]
+    head += [f"{name}: {value}".encode() for name, value in SECURITY_HEADERS.items()]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def write_answer(fd, answer):
+    """Writes what the socket takes now (never blocks); returns the Answered rest."""
+    try:
+        written = os.write(fd, answer)
+    except BlockingIOError:
+        written = 0
+    except OSError:
+        return Answered(b"")  # the client went away: nothing left to say
+    return Answered(memoryview(answer)[written:])
 
 
 def frames(events):
@@ -147,16 +185,18 @@ class Hub:
         sub.joining.pop(client, None)
         self._release(sub)
 
-    def wait(self, room, after, timeout):
+    def wait(self, room, after, timeout, fd=None, keep_alive=True):
         """The room's events with id > after as a JSON array (bytes).
 
         Answers at once when the archive has some; else waits up to timeout
-        for the next ones and answers b"[]" if none came.
+        for the next ones and answers b"[]" if none came. When those come and
+        `fd` is given, the answer is Answered: the hub wrote it to fd (keeping
+        the connection alive or not).
         """
         if self._stopping:
             return b"[]"
         sub = self._acquire(room)
-        waiter = Waiter(after)
+        waiter = Waiter(after, fd, keep_alive)
         sub.waiters.add(waiter)
         try:
             if sub.last_id is None or after < sub.last_id:
@@ -359,8 +399,9 @@ class Hub:
                 sub.clients.add(client)
 
     def _answer(self, sub, events):
+        """One body (and one HTTP answer) per distinct lastReceived, shared by its waiters."""
         ids = [eid for eid, _ in events]
-        bodies, answered = {}, 0
+        bodies, answers, answered = {}, {}, 0
         for waiter in list(sub.waiters):
             start = bisect_right(ids, waiter.after)
             if start == len(ids):
@@ -368,7 +409,13 @@ class Hub:
             body = bodies.get(start)
             if body is None:
                 body = bodies[start] = json_array(events[start:])
-            waiter.result.set(body)
+            if waiter.fd is None:
+                waiter.result.set(body)
+            else:
+                key = start, waiter.keep_alive
+                if key not in answers:
+                    answers[key] = http_answer(body, waiter.keep_alive)
+                waiter.result.set(write_answer(waiter.fd, answers[key]))
             sub.waiters.discard(waiter)
             answered += len(ids) - start
         FRAMES_DELIVERED.labels("longpolling").inc(answered)

@@ -4,6 +4,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 
 from . import current_chat
 from .events import Invalid, parse_text, read_query
+from .hub import Answered
 from .metrics import OPEN_CONNECTIONS
 
 bp = Blueprint("longpolling", __name__, url_prefix="/longpolling")
@@ -33,12 +34,34 @@ def messages():
     chat = current_chat()
     if user is not None:
         chat.presence.seen(room, user)
+    sock = request.environ.get("gunicorn.socket")  # None under the test client
     OPEN_CONNECTIONS.labels("longpolling").inc()
     try:
-        body = chat.hub.wait(room, after, chat.settings.longpoll_timeout)
+        answer = chat.hub.wait(room, after, chat.settings.longpoll_timeout,
+                               fd=sock.fileno() if sock else None, keep_alive=_keeps_alive())
     finally:
         OPEN_CONNECTIONS.labels("longpolling").dec()
-    return Response(body, mimetype="application/json")
+    if isinstance(answer, Answered):
+        if answer.rest:
+            sock.sendall(answer.rest)
+        return AnsweredOnSocket()
+    return Response(answer, mimetype="application/json")
+
+
+def _keeps_alive():
+    """Whether the answer may keep the connection open (as gunicorn decides)."""
+    return (request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
+            and "close" not in request.headers.get("Connection", "").lower())
+
+
+class AnsweredOnSocket(Response):
+    """Tells gunicorn's worker the answer is written (its ALREADY_HANDLED): it
+    goes on reading the connection, for the next poll or the client's close."""
+
+    def __call__(self, environ, start_response):
+        from gunicorn.workers.base_async import ALREADY_HANDLED
+
+        return ALREADY_HANDLED
 
 
 @bp.post("/room/messages")

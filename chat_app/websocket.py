@@ -12,9 +12,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, g, render_template, request, url_for
 from flask_sock import Sock
+from gevent.lock import Semaphore
 
 from . import current_chat
 from .client import Client, text_frame
+from .config import JOIN_CONCURRENCY
 from .events import Invalid, parse_text, read_query
 from .hub import ShuttingDown
 from .metrics import OPEN_CONNECTIONS, POSTS_REFUSED
@@ -22,6 +24,9 @@ from .room import RateLimited, StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("websocket", __name__, url_prefix="/websocket")
+
+# A storm of new sockets queues here, not on the Redis pool (config.py).
+JOINING = Semaphore(JOIN_CONCURRENCY)
 sock = Sock()
 
 
@@ -103,20 +108,13 @@ def socket(ws):
 
 
 def _serve(chat, client):
-    """Replay, join, read until the socket closes, leave."""
-    try:
-        chat.hub.attach(client, g.after)
-    except ShuttingDown:
-        return _refuse(client, 1012, "server restarting; reconnect")
-    except StoreUnavailable:
-        return _refuse(client, 1011, "the chat store is unavailable")
+    """Replay and join (a few sockets at a time), read until the socket closes, leave."""
+    with JOINING:
+        refused = _join(chat, client)
+    if refused:
+        return _refuse(client, *refused)
     log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
     try:
-        chat.presence.socket_opened(client.room, client.user)
-        try:
-            chat.rooms.post(client.room, "join", client.user)
-        except StoreUnavailable:
-            return _refuse(client, 1011, "the chat store is unavailable")
         client.run(lambda text: _on_text(chat, client, text))
     finally:
         chat.hub.detach(client)
@@ -125,6 +123,27 @@ def _serve(chat, client):
         chat.rooms.post(client.room, "leave", client.user)
     except StoreUnavailable:
         pass
+    return None
+
+
+def _join(chat, client):
+    """Replays the archive, marks the user present, posts the join.
+
+    Returns None, or the (code, reason) to close the socket with.
+    """
+    try:
+        chat.hub.attach(client, g.after)
+    except ShuttingDown:
+        return 1012, "server restarting; reconnect"
+    except StoreUnavailable:
+        return 1011, "the chat store is unavailable"
+    chat.presence.socket_opened(client.room, client.user)
+    try:
+        chat.rooms.post(client.room, "join", client.user)
+    except StoreUnavailable:
+        chat.hub.detach(client)
+        chat.presence.socket_closed(client.room, client.user)
+        return 1011, "the chat store is unavailable"
     return None
 
 
