@@ -220,10 +220,6 @@ class Hub:
             for waiter in list(sub.waiters):
                 waiter.result.set(b"[]")
 
-    def healthy(self):
-        """False while the pub/sub connection is being re-established."""
-        return not self._failing
-
     def clients(self):
         """Every WebSocket client of this process."""
         for sub in list(self._subs.values()):
