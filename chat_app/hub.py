@@ -6,8 +6,8 @@ takes every message already buffered (a batch), and for each room in it:
 
 - frames the events once and hands the same bytes to each WebSocket client of
   the room (Client.send: a non-blocking write, never a wake-up per client);
-- answers the room's long-poll waiters, one JSON array per distinct
-  lastReceived.
+- answers the room's long-poll waiters: one JSON array (and one HTTP answer)
+  per distinct lastReceived, written to their sockets the same way.
 
 The hub remembers the last id it delivered per room. When a message's prev id
 is newer than that (a message was missed), or when a subscription is
