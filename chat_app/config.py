@@ -16,6 +16,7 @@ REDIS_TIMEOUT = 5.0           # seconds a Redis command or connect may take befo
 PUBSUB_BATCH_MAX = 2000       # pub/sub messages fanned out in one batch, at most
 PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub connection
 PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts
+RECONNECT_WAIT = 1.0          # seconds a listener waits for a reconnect attempt while Redis is away
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
 WS_READ_BYTES = 4096          # bytes read from a WebSocket per receive call
 WS_SNDBUF = 65536             # kernel send buffer per WebSocket: what a slow client holds beyond CHAT_SEND_QUEUE

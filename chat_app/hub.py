@@ -31,6 +31,7 @@ from .config import (
     PUBSUB_BACKOFF_MAX,
     PUBSUB_BACKOFF_MIN,
     PUBSUB_BATCH_MAX,
+    RECONNECT_WAIT,
     SECURITY_HEADERS,
     SUBSCRIBE_TIMEOUT,
 )
@@ -138,6 +139,7 @@ class Hub:
         self._greenlets = []
         self._stopping = False
         self._failing = False     # the last connection attempt failed
+        self._retry_now = Event()  # ends the reconnect backoff early
         self.connected = Event()  # set while the pub/sub connection is up
 
     def start(self):
@@ -173,6 +175,7 @@ class Hub:
         events += [e for e in joiner.queue if e[0] > mark]
         if events:  # bounded by the archive: not counted against the send queue
             client.send(frames(events), 0)
+            FRAMES_DELIVERED.labels("websocket").inc(len(events))
             mark = events[-1][0]
         joiner.mark, joiner.queue = mark, None
         if sub.last_id is not None and sub.last_id >= mark:
@@ -202,6 +205,7 @@ class Hub:
             if sub.last_id is None or after < sub.last_id:
                 events = self._rooms.history(room, after)
                 if events:
+                    FRAMES_DELIVERED.labels("longpolling").inc(len(events))
                     return json_array(events)
             try:
                 return waiter.result.get(timeout=timeout)
@@ -229,8 +233,10 @@ class Hub:
     def _acquire(self, room):
         if self._stopping:
             raise ShuttingDown()
-        if self._failing:
-            raise StoreUnavailable("the pub/sub connection to Redis is down")
+        if self._failing:  # Redis was away: try again now rather than after the backoff
+            self._retry_now.set()
+            if not self.connected.wait(RECONNECT_WAIT):
+                raise StoreUnavailable("the pub/sub connection to Redis is down")
         self.start()
         with self._lock:
             sub = self._subs.get(room)
@@ -277,7 +283,9 @@ class Hub:
                     log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
                 self._failing = True
                 self._close()
-                gevent.sleep(backoff)
+                self._retry_now.clear()
+                gevent.sleep(PUBSUB_BACKOFF_MIN)
+                self._retry_now.wait(backoff - PUBSUB_BACKOFF_MIN)  # a listener may cut it short
                 backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
 
     def _open(self):
