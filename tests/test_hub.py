@@ -281,3 +281,30 @@ def test_ids_keep_increasing_and_clients_keep_receiving_after_redis_restarts_emp
     assert after["id"] > before["id"]
     assert server.archive(room_name) == [after]  # Redis lost the rest
     assert sock.recv(timeout=10) == after  # the open socket is fed again, without a restart
+
+
+def test_a_long_poll_answer_the_socket_cannot_take_whole_is_finished_by_its_request():
+    import socket as socketlib
+
+    from chat_app.hub import Answered, Waiter, http_answer
+    server_end, client_end = socketlib.socketpair()
+    for end in (server_end, client_end):
+        end.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_SNDBUF, 4096)
+        end.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+    sub = Subscription("lobby", "chat:lobby:events")
+    hub = Hub(rooms=None, pubsub_client=None, settings=Settings())
+    waiter = Waiter(after=0, fd=server_end.fileno(), keep_alive=True)
+    sub.waiters.add(waiter)
+    events = [(i, b'{"id":%d,"text":"%s"}' % (i, b"x" * 1000)) for i in range(1, 101)]
+    hub._answer(sub, events)
+    answer = waiter.result.get(timeout=1)
+    assert isinstance(answer, Answered) and 0 < len(answer.rest) < 100 * 1000
+    expected = http_answer(b"[" + b",".join(raw for _, raw in events) + b"]", keep_alive=True)
+    finishing = gevent.spawn(server_end.sendall, answer.rest)  # what the request's greenlet does
+    received = b""
+    while len(received) < len(expected):
+        received += client_end.recv(65536)
+    finishing.get(timeout=5)
+    assert received == expected and not sub.waiters
+    server_end.close()
+    client_end.close()
