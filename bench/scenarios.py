@@ -25,7 +25,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from .analysis import LatencyHistogram, message_text
+from .analysis import LatencyHistogram
 from .client import WsLoop
 from .longpoll import LpLoop
 from .loop import now_ns, serve
