@@ -6,7 +6,7 @@ import requests
 
 from chat_app.config import Settings
 from chat_app.hub import Hub, ShuttingDown, Subscription
-from chat_app.room import Rooms
+from chat_app.room import Rooms, StoreUnavailable
 from chat_app.store import connect
 from tests.servers import Socket, wait_until
 
@@ -76,18 +76,19 @@ def test_every_client_gets_the_same_frame_bytes(hub, rooms):
     assert all(c.sends[0][0] is first for c in clients)  # framed once, shared
 
 
-class BufferedPubSub:
-    """A pub/sub connection with these messages already buffered, then closed."""
+class BufferedConnection:
+    """A pub/sub connection with these replies already buffered, then closed."""
 
-    def __init__(self, messages):
-        self.messages = list(messages)
+    def __init__(self, replies):
+        self.replies = list(replies)
 
-    def get_message(self, timeout=0.0):
-        if self.messages:
-            return self.messages.pop(0)
-        if timeout is None:
+    def can_read(self, timeout=0):
+        return bool(self.replies)
+
+    def read_response(self, disconnect_on_error=True, push_request=False):
+        if not self.replies:
             raise ConnectionError("closed")
-        return None
+        return self.replies.pop(0)
 
 
 def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
@@ -102,11 +103,27 @@ def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
     published = []
     for i in range(5):
         post(rooms, str(i))
-        published.append(pubsub.get_message(timeout=1))
+        message = pubsub.get_message(timeout=1)
+        published.append([b"message", message["channel"], message["data"]])
     with pytest.raises(ConnectionError):
-        hub._read(BufferedPubSub(published))
+        hub._read(BufferedConnection(published))
     assert client.sends[1:] == [(client.sends[1][0], 5)]
     assert texts(client) == ["live", "0", "1", "2", "3", "4"]
+
+
+def test_a_message_sooner_than_the_interval_waits_for_the_next_fan_out(rooms, fake_redis):
+    settings = Settings(fanout_interval=0.5)
+    hub = Hub(rooms, fake_redis, settings)
+    client = FakeClient()
+    hub.attach(client, after=0)
+    post(rooms, "alone")
+    wait_until(lambda: len(client.sends) == 1, message="the first message")
+    post(rooms, "second")
+    post(rooms, "third")
+    wait_until(lambda: len(client.sends) == 2, timeout=2)
+    assert client.sends[1][1] == 2  # both waited for the interval, then went as one write
+    assert texts(client) == ["alone", "second", "third"]
+    hub.stop()
 
 
 def test_rooms_are_isolated(hub, rooms):
@@ -137,6 +154,30 @@ def test_a_missed_publication_is_backfilled_from_the_archive(hub, rooms, fake_re
     post(rooms, "third")  # published with prev = the missed id
     wait_until(lambda: len(client.events()) == 3)
     assert texts(client) == ["first", "missed", "third"]
+
+
+def test_a_failed_backfill_reconnects_and_backfills_again(hub, rooms, fake_redis, monkeypatch):
+    client = FakeClient()
+    hub.attach(client, 0)
+    first = post(rooms, "first")
+    wait_until(lambda: len(client.events()) == 1)
+    history = rooms.history
+    failures = []
+
+    def history_failing_once(room, after=0):
+        if not failures:
+            failures.append(room)
+            raise StoreUnavailable("redis went away")
+        return history(room, after)
+
+    monkeypatch.setattr(rooms, "history", history_failing_once)
+    archive_without_publishing(fake_redis, rooms, "lobby", first + 1, "missed")
+    post(rooms, "third")  # its prev id shows the gap; the backfill fails once
+    wait_until(lambda: len(client.events()) == 3, message="backfill after resubscribing")
+    post(rooms, "fourth")
+    wait_until(lambda: len(client.events()) == 4)
+    assert failures == ["lobby"]
+    assert texts(client) == ["first", "missed", "third", "fourth"]
 
 
 def test_events_published_while_disconnected_are_backfilled(redis_server):
