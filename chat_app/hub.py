@@ -340,9 +340,15 @@ class Hub:
             self._dispatch(batch)
 
     def _dispatch(self, batch):
-        """Handles pub/sub replies: [b"message", channel, data] or [b"subscribe", channel, n]."""
+        """Handles pub/sub replies: [b"message", channel, data] or [b"subscribe", channel, n].
+
+        Anything else Redis may push on the connection is ignored.
+        """
         by_sub = {}
-        for kind, channel, data in batch:
+        for reply in batch:
+            if not isinstance(reply, list) or len(reply) != 3:
+                continue
+            kind, channel, data = reply
             sub = self._by_channel.get(channel)
             if kind == b"message":
                 if sub is not None and sub.ready.is_set():

@@ -111,6 +111,24 @@ def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
     assert texts(client) == ["live", "0", "1", "2", "3", "4"]
 
 
+def test_other_pushes_on_the_connection_are_ignored(hub, rooms):
+    client = FakeClient()
+    hub.attach(client, after=0)
+    post(rooms, "live")
+    wait_until(lambda: client.sends)
+    gevent.killall(hub._greenlets)  # from here the test feeds the hub's reader
+    pubsub = hub._client.pubsub()
+    pubsub.subscribe(rooms.channel("lobby"))
+    pubsub.get_message(timeout=1)
+    post(rooms, "after the pushes")
+    message = pubsub.get_message(timeout=1)
+    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]],
+               [b"message", message["channel"], message["data"]]]
+    with pytest.raises(ConnectionError):
+        hub._read(BufferedConnection(replies))
+    assert texts(client) == ["live", "after the pushes"]
+
+
 def test_a_message_sooner_than_the_interval_waits_for_the_next_fan_out(rooms, fake_redis):
     settings = Settings(fanout_interval=0.5)
     hub = Hub(rooms, fake_redis, settings)
