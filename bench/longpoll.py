@@ -1,9 +1,10 @@
 """A client process of long-poll waiters: one GET each, then wait for its answer.
 
-Each waiter asks GET /longpolling/room/messages?room=R&lastReceived=N on its
-own connection (Connection: close) and records when its whole answer has
-arrived; `collect` reports status codes, bodies that do not carry the
-expected event, and the answer times.
+Each waiter I asks GET /longpolling/room/messages?user=wI&room=R&lastReceived=N
+(with a user, as the pages do, so its presence is written too) on its own
+connection (Connection: close) and records when its whole answer has arrived;
+`collect` reports status codes, bodies that do not carry the expected event,
+and the answer times.
 """
 
 import json
@@ -15,8 +16,9 @@ from .loop import CONNECTING, DEAD, HEAD, OPEN, Conn, Loop, now_ns
 READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 
 
-def poll_request(port, room, last_received):
-    return (f"GET /longpolling/room/messages?room={room}&lastReceived={last_received} HTTP/1.1\r\n"
+def poll_request(port, room, last_received, user):
+    return (f"GET /longpolling/room/messages?user={user}&room={room}&lastReceived={last_received}"
+            f" HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").encode()
 
 
@@ -55,8 +57,8 @@ class LpLoop(Loop):
         every request is written. collect(text, deadline_ns): ("answers", figures) once
         every waiter is answered or failed, or at the deadline."""
         if name == "poll":
-            request = poll_request(self.port, args["room"], args["last_received"])
-            self.connect([LpConn(i, request) for i in args["indexes"]], args["rate"], args["start_ns"])
+            self.connect([LpConn(i, poll_request(self.port, args["room"], args["last_received"], f"w{i}"))
+                          for i in args["indexes"]], args["rate"], args["start_ns"])
             self.waiting = True
         elif name == "collect":
             self.collecting = (args["text"], args["deadline_ns"])

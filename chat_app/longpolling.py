@@ -33,7 +33,7 @@ def messages():
     room, user, after = read_query(request.environ, user_required=False)
     chat = current_chat()
     if user is not None:
-        chat.presence.seen(room, user)
+        began = chat.presence.seen(room, user)
     sock = request.environ.get("gunicorn.socket")  # None under the test client
     OPEN_CONNECTIONS.labels("longpolling").inc()
     try:
@@ -41,6 +41,8 @@ def messages():
                                fd=sock.fileno() if sock else None, keep_alive=_keeps_alive())
     finally:
         OPEN_CONNECTIONS.labels("longpolling").dec()
+        if user is not None:
+            chat.presence.poll_ended(room, user, began)
     if isinstance(answer, Answered):
         if answer.rest:
             sock.sendall(answer.rest)

@@ -5,14 +5,15 @@ members, scored by when they were seen (ms, the processes' clocks):
 
 - "<user>\n<process>": user's WebSockets on one process, kept fresh by that
   process every TTL/3 and removed when its last one there closes;
-- "<user>\nhttp": when user last started a long poll or loaded a refresh page;
+- "<user>\nhttp": when user last loaded a page, or started or ended a long poll;
 - "<user>\nleft": when user last left through a page; it hides an older "http".
 
 A user is present while any member of theirs is younger than
 CHAT_PRESENCE_TTL (an "http" one only if younger than their "left"): listed
 once with two tabs, still there after closing one, and gone within the TTL
-when their process dies. Sightings keep the time they happened, so a long
-poll that ends after its user left does not bring them back. Each process
+when their process dies. A long poll counts when it ends, but only if its user
+did not leave while it waited: one in flight when they left does not bring
+them back (SIGHTING_SCRIPT). Each process
 writes in batches: once a second for the sightings, every TTL/3 for its
 sockets, in one round trip whatever the number of rooms and users.
 """
@@ -36,6 +37,24 @@ from .room import StoreUnavailable
 log = logging.getLogger(__name__)
 bp = Blueprint("presence", __name__)
 
+# Writes a batch of HTTP sightings, each unless its user left after it began.
+# KEYS: a room's presence set per sighting (repeats allowed).
+# ARGV: the sets' lifetime (ms), then per sighting: user, began (ms), seen (ms).
+SIGHTING_SCRIPT = """
+local kept = {}
+for i, key in ipairs(KEYS) do
+  local user, began, seen = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local left = tonumber(redis.call('ZSCORE', key, user .. '\\nleft')) or -1
+  if left < tonumber(began) then
+    redis.call('ZADD', key, 'GT', seen, user .. '\\nhttp')
+    if not kept[key] then
+      redis.call('PEXPIRE', key, ARGV[1])
+      kept[key] = true
+    end
+  end
+end
+"""
+
 
 def _now_ms():
     return int(time.time() * 1000)
@@ -51,7 +70,8 @@ class Presence:
         self._refresh_every = settings.presence_ttl / 3
         self._holder = f"ws:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sockets = Counter()   # (room, user) -> WebSockets open here
-        self._seen = {}             # (room, user) -> ms seen over HTTP, not yet written
+        self._seen = {}             # (room, user) -> (began, seen) ms over HTTP, not yet written
+        self._write_sightings = client.register_script(SIGHTING_SCRIPT)
         self._ticker = None
 
     def _key(self, room):
@@ -96,15 +116,32 @@ class Presence:
                 log.warning("presence not updated: %s", exc)
 
     def seen(self, room, user, now=False):
-        """user started a long poll or loaded a page: present for the TTL from now.
+        """user loaded a page or started a long poll: present for the TTL from now.
 
-        Written with the next batch, or at once when `now`.
+        Written with the next batch, or at once when `now`. Returns the time of
+        the sighting, for `poll_ended`.
         """
+        at = _now_ms()
         if now:
-            self._write({(room, f"{user}\nhttp"): _now_ms()})
+            self._write({(room, f"{user}\nhttp"): at})
         else:
-            self._start()
-            self._seen[room, user] = _now_ms()
+            self._note(room, user, at, at)
+        return at
+
+    def poll_ended(self, room, user, began):
+        """user's long poll, begun at `began` (ms), ended: present for the TTL
+        from now, unless they left room since it began. Written with the next batch."""
+        self._note(room, user, began, _now_ms())
+
+    def _note(self, room, user, began, seen):
+        """Adds a sighting to the next batch. Two of a user's merge into the
+        latest start and the latest sighting: if either counts, the user came
+        back after any leave, and is seen until the later one."""
+        self._start()
+        pending = self._seen.get((room, user))
+        if pending:
+            began, seen = max(began, pending[0]), max(seen, pending[1])
+        self._seen[room, user] = (began, seen)
 
     def left(self, room, user):
         """user left room through a page: what was seen over HTTP before now no longer counts."""
@@ -135,14 +172,25 @@ class Presence:
             gevent.sleep(PRESENCE_FLUSH_INTERVAL)
             since_refresh += PRESENCE_FLUSH_INTERVAL
             seen, self._seen = self._seen, {}
-            batch = {(room, f"{user}\nhttp"): ms for (room, user), ms in seen.items()}
+            if seen:
+                self._flush_sightings(seen)
             if since_refresh >= self._refresh_every:
                 since_refresh = 0.0
                 now = _now_ms()
-                batch.update({(room, f"{user}\n{self._holder}"): now
-                              for room, user in self._sockets})
-            if batch:
-                self._write(batch)
+                if self._sockets:
+                    self._write({(room, f"{user}\n{self._holder}"): now
+                                 for room, user in self._sockets})
+
+    def _flush_sightings(self, seen):
+        """Writes pending HTTP sightings in one round trip."""
+        keys, args = [], [self._ttl_ms * 2]
+        for (room, user), (began, at) in seen.items():
+            keys.append(self._key(room))
+            args += [user, began, at]
+        try:
+            self._write_sightings(keys=keys, args=args)
+        except redis.RedisError as exc:
+            log.warning("presence not updated: %s", exc)
 
 
 @bp.get("/presence")

@@ -5,8 +5,9 @@ import time
 import requests
 import websocket
 
+from chat_app import create_app
 from chat_app.config import Settings
-from chat_app.presence import Presence
+from chat_app.presence import Presence, _now_ms
 from tests.servers import wait_until
 
 
@@ -57,6 +58,32 @@ def test_sightings_expire_after_the_ttl(fake_redis):
     here.seen("lobby", "eve", now=True)
     assert here.users("lobby") == ["eve"]
     wait_until(lambda: here.users("lobby") == [], timeout=3, message="eve to expire")
+
+
+def test_a_long_poll_counts_from_when_it_ends(fake_redis):
+    here = presence(fake_redis, ttl=3.0)
+    here.poll_ended("lobby", "ida", began=_now_ms() - 10_000)  # began over 3 TTLs ago
+    wait_until(lambda: here.users("lobby") == ["ida"], timeout=3, message="the end to count")
+
+
+def test_a_poll_under_way_when_its_user_left_does_not_count(fake_redis):
+    here = presence(fake_redis)
+    began = _now_ms() - 1000
+    here.left("lobby", "jan")
+    here.poll_ended("lobby", "jan", began)
+    wait_until(lambda: not here._seen, timeout=3, message="the batch to be written")
+    assert here.users("lobby") == []
+
+
+def test_a_poll_begun_after_leaving_counts_even_beside_one_from_before(fake_redis):
+    here = presence(fake_redis)
+    began_before = _now_ms() - 1000
+    here.left("lobby", "kim")
+    left_at = _now_ms()
+    wait_until(lambda: _now_ms() > left_at)          # the next poll begins after the leave
+    here.seen("lobby", "kim")                        # that poll begins...
+    here.poll_ended("lobby", "kim", began_before)    # ...as the old one ends, in one batch
+    wait_until(lambda: here.users("lobby") == ["kim"], timeout=3)
 
 
 def test_users_are_sorted_by_code_point_and_rooms_are_isolated(fake_redis):
@@ -141,6 +168,18 @@ def test_a_poll_that_ends_after_its_user_left_does_not_bring_them_back(http, app
     assert poll.get(timeout=5).status_code == 200
     wait_until(lambda: not presence._seen, timeout=3, message="the batch to be written")
     assert presence.users("p3") == []
+
+
+def test_a_poller_stays_present_for_the_ttl_after_a_poll_longer_than_the_ttl():
+    app = create_app(Settings(secret_key="test", presence_ttl=2.0, longpoll_timeout=3.0))
+    http = app.test_client()
+    last = http.get("/longpolling/room/messages?room=p5").json
+    assert last == []
+    began = time.monotonic()
+    assert http.get("/longpolling/room/messages?user=lee&room=p5&lastReceived=0").json == []
+    assert time.monotonic() - began >= 3.0  # the poll outlived the TTL of its start
+    wait_until(lambda: http.get("/presence?room=p5").json["users"] == ["lee"], timeout=1.5,
+               message="lee, who has just ended a poll, to be present")
 
 
 def test_polling_again_after_leaving_is_presence_again(http):
