@@ -125,6 +125,11 @@ const Chat = (() => {
     });
   }
 
+  // Puts a message the server refused back in the box, unless the reader has typed anew.
+  function restoreDraft(text) {
+    if (!input.value) input.value = text;
+  }
+
   function sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
@@ -139,5 +144,5 @@ const Chat = (() => {
   showPresenceSoon();
 
   return { me, room, query, log, append, appendNodes, lastId, clock, setState, showNotice,
-           onSend, sleep, showPresence, leaving: leaving.signal, onEvents: (f) => listeners.push(f) };
+           onSend, restoreDraft, sleep, showPresence, leaving: leaving.signal, onEvents: (f) => listeners.push(f) };
 })();

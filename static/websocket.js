@@ -5,6 +5,7 @@
 (() => {
   let socket = null;
   let backoff = 500;
+  let unconfirmed = null;  // the last message sent, until it comes back or is refused
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -19,8 +20,14 @@
     };
     socket.onmessage = (message) => {
       const event = JSON.parse(message.data);
-      if (event.type === "error") Chat.showNotice(event.text);
-      else Chat.append([event]);
+      if (event.type === "error") {  // the server refused a message: it was not posted
+        Chat.showNotice(event.text);
+        if (unconfirmed !== null) Chat.restoreDraft(unconfirmed);
+        unconfirmed = null;
+        return;
+      }
+      if (event.type === "message" && event.user === Chat.me && event.text === unconfirmed) unconfirmed = null;
+      Chat.append([event]);
     };
     socket.onclose = () => {
       Chat.setState("disconnected", "disconnected, reconnecting…");
@@ -32,6 +39,7 @@
   Chat.onSend(async (text) => {
     if (!socket || socket.readyState !== WebSocket.OPEN) throw new Error("Not connected: wait a moment and send again.");
     socket.send(text);
+    unconfirmed = text;
   });
   connect();
 })();

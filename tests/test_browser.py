@@ -256,6 +256,23 @@ def test_pages_on_two_server_processes_see_each_other(
             reader.expect_event(person.name, f"{person.name} says hi")
 
 
+# --- 7b. a refused message is not lost ---------------------------------------
+
+@pytest.mark.parametrize("transport", ["websocket", "longpolling"])
+def test_a_message_the_rate_limit_refuses_stays_in_the_box_with_the_reason(
+        shared_redis, start_server, people, room_name, transport):
+    server = start_server(shared_redis.url, CHAT_RATE_BURST=1, CHAT_RATE_PER_SEC=0.001)
+    ada = people("ada").join(server, room_name, transport)
+    ada.allowed = re.compile(r"\b429\b")  # Chromium logs the refused POST
+    ada.say("first")
+    ada.expect_event("ada", "first")
+    expect(ada.page.locator("#message")).to_have_value("")
+    ada.say("second")
+    expect(ada.page.locator("#notice")).to_contain_text("too many messages")
+    expect(ada.page.locator("#message")).to_have_value("second")
+    expect(ada.entry("ada", "second")).to_have_count(0)
+
+
 # --- 8. the keyboard alone, and a clean console -------------------------------
 
 @pytest.mark.parametrize("transport", ALL)
