@@ -23,7 +23,7 @@ WS_SNDBUF = 65536             # kernel send buffer per WebSocket: what a slow cl
 WS_CLOSE_GRACE = 5.0          # seconds a closing socket may take to flush and answer
 WS_FRAME_SLACK_BYTES = 65536  # bytes a message frame may carry beyond 4 per allowed char
 FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed char
-PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process
+PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process (at most TTL/4)
 
 # Headers of every answer: the pages run only their own scripts and styles,
 # and may talk only to this server.

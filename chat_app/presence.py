@@ -13,9 +13,9 @@ CHAT_PRESENCE_TTL (an "http" one only if younger than their "left"): listed
 once with two tabs, still there after closing one, and gone within the TTL
 when their process dies. A long poll counts when it ends, but only if its user
 did not leave while it waited: one in flight when they left does not bring
-them back (SIGHTING_SCRIPT). Each process
-writes in batches: once a second for the sightings, every TTL/3 for its
-sockets, in one round trip whatever the number of rooms and users.
+them back (SIGHTING_SCRIPT). Each process writes in batches, each in one round
+trip whatever the number of rooms and users: its sightings once a second (or
+every TTL/4 if that is sooner), its sockets every TTL/3.
 """
 
 import logging
@@ -68,6 +68,7 @@ class Presence:
         self._prefix = settings.redis_prefix
         self._ttl_ms = int(settings.presence_ttl * 1000)
         self._refresh_every = settings.presence_ttl / 3
+        self._flush_every = min(PRESENCE_FLUSH_INTERVAL, settings.presence_ttl / 4)
         self._holder = f"ws:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sockets = Counter()   # (room, user) -> WebSockets open here
         self._seen = {}             # (room, user) -> (began, seen) ms over HTTP, not yet written
@@ -166,11 +167,11 @@ class Presence:
             self._ticker = gevent.spawn(self._tick_forever)
 
     def _tick_forever(self):
-        """Writes the sightings every PRESENCE_FLUSH_INTERVAL; refreshes sockets every TTL/3."""
+        """Writes the sightings at least every TTL/4; refreshes sockets every TTL/3."""
         since_refresh = 0.0
         while True:
-            gevent.sleep(PRESENCE_FLUSH_INTERVAL)
-            since_refresh += PRESENCE_FLUSH_INTERVAL
+            gevent.sleep(self._flush_every)
+            since_refresh += self._flush_every
             seen, self._seen = self._seen, {}
             if seen:
                 self._flush_sightings(seen)

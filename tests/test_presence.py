@@ -53,6 +53,12 @@ def test_batched_sightings_are_flushed_within_a_second(fake_redis):
     wait_until(lambda: here.users("lobby") == ["dora"], timeout=3)
 
 
+def test_with_a_short_ttl_sightings_are_written_well_within_it(fake_redis):
+    here = presence(fake_redis, ttl=1.0)
+    here.seen("lobby", "fin")  # a batch a second would write it as it expires
+    wait_until(lambda: here.users("lobby") == ["fin"], timeout=0.9, message="fin to be present")
+
+
 def test_sightings_expire_after_the_ttl(fake_redis):
     here = presence(fake_redis, ttl=1.0)
     here.seen("lobby", "eve", now=True)
