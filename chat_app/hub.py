@@ -74,16 +74,19 @@ class Waiter:
 
     With `fd` (its HTTP socket) the hub writes the whole HTTP answer itself,
     like a WebSocket frame, and the request only finishes; `keep_alive` says
-    whether that answer keeps the connection open.
+    whether that answer keeps the connection open. While its request reads
+    the archive, `queue` collects what the hub delivers (the request answers
+    with both); afterwards it is None and the hub answers.
     """
 
-    __slots__ = ("after", "result", "fd", "keep_alive")
+    __slots__ = ("after", "result", "fd", "keep_alive", "queue")
 
     def __init__(self, after, fd=None, keep_alive=True):
         self.after = after
         self.result = AsyncResult()
         self.fd = fd
         self.keep_alive = keep_alive
+        self.queue = []
 
 
 class Answered:
@@ -202,11 +205,15 @@ class Hub:
         waiter = Waiter(after, fd, keep_alive)
         sub.waiters.add(waiter)
         try:
+            events = []
             if sub.last_id is None or after < sub.last_id:
                 events = self._rooms.history(room, after)
-                if events:
-                    FRAMES_DELIVERED.labels("longpolling").inc(len(events))
-                    return json_array(events)
+            mark = events[-1][0] if events else after
+            events += [e for e in waiter.queue if e[0] > mark]
+            waiter.queue = None
+            if events:
+                FRAMES_DELIVERED.labels("longpolling").inc(len(events))
+                return json_array(events)
             try:
                 return waiter.result.get(timeout=timeout)
             except gevent.Timeout:
@@ -421,6 +428,9 @@ class Hub:
         ids = [eid for eid, _ in events]
         bodies, answers, answered = {}, {}, 0
         for waiter in list(sub.waiters):
+            if waiter.queue is not None:  # reading the archive: its request answers
+                waiter.queue += events
+                continue
             start = bisect_right(ids, waiter.after)
             if start == len(ids):
                 continue

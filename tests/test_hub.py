@@ -235,6 +235,32 @@ def test_long_poll_answers_at_once_from_the_archive(hub, rooms):
     assert [e["id"] for e in json.loads(body)] == ids[1:]
 
 
+def test_events_delivered_while_a_long_poll_reads_the_archive_join_its_one_answer(
+        hub, rooms, monkeypatch):
+    import socket as socketlib
+    post(rooms, "archived")
+    listener = FakeClient()
+    hub.attach(listener, 0)  # the hub knows the room's newest id: polls read the archive
+    wait_until(lambda: len(listener.events()) == 1)
+    history = rooms.history
+
+    def history_while_a_post_arrives(room, after=0):
+        archived = history(room, after)
+        post(rooms, "new")
+        wait_until(lambda: len(listener.events()) == 2, message="the hub to deliver it")
+        return archived
+
+    monkeypatch.setattr(rooms, "history", history_while_a_post_arrives)
+    server_end, client_end = socketlib.socketpair()
+    body = hub.wait("lobby", after=0, timeout=5, fd=server_end.fileno())
+    assert [e["text"] for e in json.loads(body)] == ["archived", "new"]
+    client_end.setblocking(False)
+    with pytest.raises(BlockingIOError):  # the hub wrote no answer of its own
+        client_end.recv(1)
+    server_end.close()
+    client_end.close()
+
+
 def test_long_poll_waits_for_the_next_events(hub, rooms):
     last = post(rooms, "seen")
     waiters = [gevent.spawn(hub.wait, "lobby", last, 5) for _ in range(3)]
@@ -353,6 +379,7 @@ def test_a_long_poll_answer_the_socket_cannot_take_whole_is_finished_by_its_requ
     sub = Subscription("lobby", "chat:lobby:events")
     hub = Hub(rooms=None, pubsub_client=None, settings=Settings())
     waiter = Waiter(after=0, fd=server_end.fileno(), keep_alive=True)
+    waiter.queue = None  # done with the archive: the hub answers it
     sub.waiters.add(waiter)
     events = [(i, b'{"id":%d,"text":"%s"}' % (i, b"x" * 1000)) for i in range(1, 101)]
     hub._answer(sub, events)
