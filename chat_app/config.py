@@ -78,7 +78,7 @@ class Settings:
     ping_interval: float = 25.0          # seconds between keepalive pings
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed to open a WebSocket
     presence_ttl: float = 60.0           # seconds a poll or page load keeps a user present
-    fanout_interval: float = 0.04        # seconds between two fan-outs of a process, at least
+    fanout_interval: float = 0.005       # seconds between two fan-outs of a process, at least
                                          # (so at most 1/this writes a second to a client)
     secret_key: str | None = None        # Flask's secret; None: random per start, with a warning
     log_format: str = "text"             # "text" or "json" log lines
@@ -107,7 +107,7 @@ class Settings:
             ping_interval=_float(env, "CHAT_PING_INTERVAL", 25.0, minimum=0.1),
             allowed_origins=origins,
             presence_ttl=_float(env, "CHAT_PRESENCE_TTL", 60.0, minimum=1.0),
-            fanout_interval=_float(env, "CHAT_FANOUT_INTERVAL", 0.04),
+            fanout_interval=_float(env, "CHAT_FANOUT_INTERVAL", 0.005),
             log_format=log_format,
         )
         return cls(secret_key=env.get("SECRET_KEY") or None, **kwargs)
