@@ -91,20 +91,32 @@ class BufferedConnection:
         return self.replies.pop(0)
 
 
-def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
+def fed_by_the_test(hub, rooms):
+    """A client of the hub that got "live"; from then on the test feeds the
+    hub's reader itself, with what the returned subscriber sees."""
     client = FakeClient()
     hub.attach(client, after=0)
     post(rooms, "live")
     wait_until(lambda: client.sends)
-    gevent.killall(hub._greenlets)  # from here the test feeds the hub's reader
+    gevent.killall(hub._greenlets)
     pubsub = hub._client.pubsub()
     pubsub.subscribe(rooms.channel("lobby"))
     pubsub.get_message(timeout=1)
+    return client, pubsub
+
+
+def next_reply(pubsub):
+    """The subscriber's next message, as the hub's connection reads it."""
+    message = pubsub.get_message(timeout=1)
+    return [b"message", message["channel"], message["data"]]
+
+
+def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
+    client, pubsub = fed_by_the_test(hub, rooms)
     published = []
     for i in range(5):
         post(rooms, str(i))
-        message = pubsub.get_message(timeout=1)
-        published.append([b"message", message["channel"], message["data"]])
+        published.append(next_reply(pubsub))
     with pytest.raises(ConnectionError):
         hub._read(BufferedConnection(published))
     assert client.sends[1:] == [(client.sends[1][0], 5)]
@@ -112,18 +124,9 @@ def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
 
 
 def test_other_pushes_on_the_connection_are_ignored(hub, rooms):
-    client = FakeClient()
-    hub.attach(client, after=0)
-    post(rooms, "live")
-    wait_until(lambda: client.sends)
-    gevent.killall(hub._greenlets)  # from here the test feeds the hub's reader
-    pubsub = hub._client.pubsub()
-    pubsub.subscribe(rooms.channel("lobby"))
-    pubsub.get_message(timeout=1)
+    client, pubsub = fed_by_the_test(hub, rooms)
     post(rooms, "after the pushes")
-    message = pubsub.get_message(timeout=1)
-    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]],
-               [b"message", message["channel"], message["data"]]]
+    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]], next_reply(pubsub)]
     with pytest.raises(ConnectionError):
         hub._read(BufferedConnection(replies))
     assert texts(client) == ["live", "after the pushes"]
