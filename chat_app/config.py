@@ -77,7 +77,7 @@ class Settings:
     send_queue: int = 256                # events waiting for a WebSocket before 1013
     ping_interval: float = 25.0          # seconds between keepalive pings
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed to open a WebSocket
-    presence_ttl: float = 60.0           # seconds a poll or page load keeps a user present
+    presence_ttl: float = 60.0           # seconds a user stays present after a page load or a poll ends
     fanout_interval: float = 0.005       # seconds between two fan-outs of a process, at least
                                          # (so at most 1/this writes a second to a client)
     secret_key: str | None = None        # Flask's secret; None: random per start, with a warning
