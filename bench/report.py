@@ -56,6 +56,7 @@ HEADLINES = {
         ("EVALSHA per post", "evalsha_per_post", "{:.3f}"),
         ("inside the script, per post", "in_script_per_post", "{}"),
         ("other commands, per post", "other_per_post", "{}"),
+        ("connections opened meanwhile (HELLO)", "connections_opened", "{:.0f}"),
     ],
 }
 

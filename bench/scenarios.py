@@ -46,6 +46,9 @@ ANSWER_BOUND_NS = 10**9      # every long-poll waiter must be answered within 1 
 COLLECT_TIMEOUT_NS = 30 * 10**9  # how long the long-poll scenario waits for answers at most
 DISTURBED_PCT = 20.0         # a failed step during which other processes used more of a core is
 RETRY_QUIET_S = 120.0        # retried (--retries times) after waiting up to this long for quiet
+# What redis-py sends when it opens a connection (a pool grows when two posts
+# overlap): postcost counts it apart, as a cost of the connection, not of a post.
+CONNECTION_SET_UP = ("hello", "client|setinfo", "select", "auth")
 
 
 class ClientPool:
@@ -460,6 +463,7 @@ def postcost(cfg, logdir):
     stats.pop("config|resetstat", None)
     stats.pop("config", None)
     stats.pop("info", None)
+    set_up = {k: stats.pop(k) for k in CONNECTION_SET_UP if k in stats}
     return {
         "posts": posts, "ws_posts": ws["sent"], "http_posts": cfg.posts // 5,
         "ws_delivered": ws["delivered"], "ws_lost": ws["lost"],
@@ -470,6 +474,8 @@ def postcost(cfg, logdir):
                            if k not in in_script and k != "evalsha"},
         "other_calls": {k: v for k, v in sorted(stats.items())
                         if k not in in_script and k != "evalsha"},
+        "connections_opened": set_up.get("hello", 0),
+        "set_up_calls": set_up,
     }
 
 
