@@ -30,7 +30,7 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1, help="runs of each scenario; medians are shown")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and short steps, to check the benchmark works (not figures)")
-    g = p.add_argument_group("fanout and steady")
+    g = p.add_argument_group("fanout and steady (floor: --clients, --steady-rate, --steady-duration)")
     g.add_argument("--clients", type=int, default=1000, help="WebSocket clients in the room")
     g.add_argument("--senders", type=int, default=50, help="of them, how many send")
     g.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")

@@ -7,6 +7,8 @@
 - idle:     many idle WebSocket clients on one worker: server RSS per client.
 - longpoll: many long-poll waiters on one worker, then one post: time to answer all.
 - postcost: Redis commands per post (INFO commandstats): one EVALSHA, nothing else.
+- floor:    no server: a bare loop's CPU for one loopback write per client per
+            message, the machine's least for `steady` (floor.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from .analysis import LatencyHistogram
 from .client import WsLoop
+from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
 from .servers import Gunicorn, Redis, machine_busy, wait_idle_machine
@@ -498,4 +501,4 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost}
+             "postcost": postcost, "floor": floor}
