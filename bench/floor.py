@@ -9,16 +9,18 @@ client per message), so `steady` divided by it compares machines.
 
 import multiprocessing
 import os
-import resource
 import select
 import socket
 import time
+
+from .loop import cpu_seconds
 
 FRAME = b"\x81\x7e\x00\x80" + b"x" * 128  # a 128-byte text frame, the size of a chat event
 READER_GRACE_S = 5.0                      # the reader outlives the writes by this much
 
 
 def floor(cfg, logdir):
+    """Scenario 6: cfg.clients sockets, cfg.steady_rate writes to each a second, for cfg.steady_duration."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=cfg.clients)
     ready = multiprocessing.get_context("spawn").Event()
     reader = multiprocessing.get_context("spawn").Process(
@@ -42,14 +44,13 @@ def floor(cfg, logdir):
 
 def _write_all(fds, rate, duration):
     """Writes FRAME to every fd, `rate` times a second; returns this process's CPU seconds."""
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = cpu_seconds()
     start = time.monotonic()
     for k in range(round(rate * duration)):
         time.sleep(max(0.0, start + k / rate - time.monotonic()))
         for fd in fds:
             os.write(fd, FRAME)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu_seconds() - before
 
 
 def _read_all(port, clients, seconds, ready):
