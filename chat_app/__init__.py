@@ -76,6 +76,7 @@ def create_app(settings=None):
         presence,
         refresh,
         room,
+        sse,
         store,
         websocket,
     )
@@ -97,7 +98,7 @@ def create_app(settings=None):
     app.extensions["chat"] = Chat(
         settings, connections, rooms, Hub(rooms, connections.pubsub, settings),
         presence.Presence(connections.commands, settings))
-    for module in (home, refresh, longpolling, websocket, presence, metrics):
+    for module in (home, refresh, longpolling, websocket, sse, presence, metrics):
         app.register_blueprint(module.bp)
     errors.init_app(app)
     logs.init_app(app)

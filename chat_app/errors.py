@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 API_PATHS = frozenset({
     "/longpolling/room/messages",
+    "/sse/room/messages",
+    "/sse/room/events",
     "/websocket/room/socket",
     "/healthz",
     "/presence",
@@ -28,7 +30,7 @@ API_PATHS = frozenset({
 # Routes that post an event: their refusals count as refused posts.
 POSTING_ENDPOINTS = frozenset({
     "refresh.join", "refresh.say", "refresh.leave", "longpolling.join", "longpolling.say",
-    "longpolling.leave", "websocket.socket",
+    "longpolling.leave", "websocket.socket", "sse.say", "sse.events",
 })
 
 def error_response(status, message):

@@ -1,0 +1,1 @@
+// Server-sent events transport (to be written).
