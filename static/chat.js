@@ -1,42 +1,39 @@
-// Shared by the three room pages: events rendered as text only (textContent),
-// gorilla's appendLog scrolling, the connection state, notices, the send form.
+// Shared by the four room pages: the message list (events shown as text only),
+// gorilla's appendLog scrolling, the connection state, who is here, notices,
+// the send form and the wait before reconnecting. The transport scripts use Chat.
 "use strict";
 
 const Chat = (() => {
-  const body = document.body;
-  const me = body.dataset.user;
-  const room = body.dataset.room;
+  const me = document.body.dataset.user;
+  const room = document.body.dataset.room;
+  const query = `room=${encodeURIComponent(room)}&user=${encodeURIComponent(me)}`;
   const log = document.getElementById("messages");
+  const emptyEntry = document.getElementById("event-template").content.firstElementChild;
   const state = document.getElementById("state");
   const notice = document.getElementById("notice");
   const form = document.getElementById("send");
   const input = document.getElementById("message");
   const people = document.getElementById("presence");
-  const leaveLink = document.querySelector(".leave");
   const headcount = document.getElementById("headcount");
-  const query = `room=${encodeURIComponent(room)}&user=${encodeURIComponent(me)}`;
 
-  function clock(ts) {
-    return new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  // The page renders times in UTC; the reader sees their own time zone.
+  function showLocalTime(time) {
+    time.textContent = new Date(Number(time.dataset.ts))
+      .toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  function span(className, text) {
-    const el = document.createElement("span");
-    el.className = className;
-    el.textContent = text;
-    return el;
-  }
-
+  // An event's entry: a copy of the empty one (templates/event.html), filled in as text.
   function render(event) {
-    const li = document.createElement("li");
-    li.className = `message event-${event.type}` + (event.user === me ? " mine" : "");
+    const li = emptyEntry.cloneNode(true);
+    const mine = event.user === me;
+    li.classList.add(`event-${event.type}`);
+    li.classList.toggle("mine", mine);
     li.dataset.id = event.id;
     li.dataset.user = event.user;
-    const what = event.type === "message" ? event.text : event.type === "join" ? "joined" : "left";
-    const time = document.createElement("time");
-    time.dataset.ts = event.ts;
-    time.textContent = clock(event.ts);
-    li.append(span("user", event.user === me ? "you" : event.user), span("text", what), time);
+    li.querySelector(".user").textContent = mine ? "you" : event.user;
+    li.querySelector(".text").textContent =
+      event.type === "message" ? event.text : event.type === "join" ? "joined" : "left";
+    li.querySelector("time").dataset.ts = event.ts;
     return li;
   }
 
@@ -47,7 +44,10 @@ const Chat = (() => {
 
   function appendNodes(nodes) {
     const follow = atBottom();
-    for (const node of nodes) log.appendChild(node);
+    for (const node of nodes) {
+      node.querySelectorAll("time[data-ts]").forEach(showLocalTime);
+      log.appendChild(node);
+    }
     if (follow) log.scrollTop = log.scrollHeight - log.clientHeight;
   }
 
@@ -56,17 +56,12 @@ const Chat = (() => {
     return last ? Number(last.dataset.id) : 0;
   }
 
-  const listeners = [];
-
-  // Appends the events newer than the last one shown; returns them.
+  // Appends the events newer than the last one shown.
   function append(events) {
     const newest = lastId();
     const fresh = events.filter((e) => e.id > newest);
-    if (fresh.length) {
-      appendNodes(fresh.map(render));
-      for (const listener of listeners) listener(fresh);
-    }
-    return fresh;
+    appendNodes(fresh.map(render));
+    if (fresh.some((e) => e.type !== "message")) showPresenceSoon();
   }
 
   function setState(kind, text) {
@@ -98,10 +93,6 @@ const Chat = (() => {
     showPresenceSoon.timer = setTimeout(showPresence, 150);
   }
 
-  listeners.push((events) => {
-    if (events.some((e) => e.type !== "message")) showPresenceSoon();
-  });
-
   function showNotice(text) {
     notice.textContent = text;
     notice.hidden = false;
@@ -109,7 +100,8 @@ const Chat = (() => {
     showNotice.timer = setTimeout(() => { notice.hidden = true; }, 6000);
   }
 
-  // send(text) returns a promise; the input is cleared once it resolves.
+  // send(text) returns a promise; the input is cleared once it resolves, and
+  // keeps the text if it rejects (the reason is shown).
   function onSend(send) {
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -125,24 +117,45 @@ const Chat = (() => {
     });
   }
 
+  // Posts a message to the form's URL; rejects with the server's reason if refused.
+  async function post(text) {
+    const response = await fetch(form.action, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message: text }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.error || `Not sent (HTTP ${response.status}).`);
+    }
+  }
+
   // Puts a message the server refused back in the box, unless the reader has typed anew.
   function restoreDraft(text) {
     if (!input.value) input.value = text;
   }
 
-  function sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-  }
+  // How long to wait before reconnecting: 0.5 s after a failure, twice as
+  // long after each further one, 8 s at most; reset() once a connection works.
+  let delay = 500;
+  const backoff = {
+    next() {
+      const wait = delay;
+      delay = Math.min(delay * 2, 8000);
+      return wait;
+    },
+    reset() { delay = 500; },
+  };
 
   // Once the reader clicks Leave, the page stops talking to the server: a poll
   // or refresh sent after the leave would make them present again.
   const leaving = new AbortController();
-  leaveLink.addEventListener("click", () => leaving.abort());
+  document.querySelector(".leave").addEventListener("click", () => leaving.abort());
 
-  for (const time of log.querySelectorAll("time[data-ts]")) time.textContent = clock(Number(time.dataset.ts));
+  log.querySelectorAll("time[data-ts]").forEach(showLocalTime);
   log.scrollTop = log.scrollHeight;
   showPresenceSoon();
 
-  return { me, room, query, log, append, appendNodes, lastId, clock, setState, showNotice,
-           onSend, restoreDraft, sleep, showPresence, leaving: leaving.signal, onEvents: (f) => listeners.push(f) };
+  return { me, query, lastId, append, appendNodes, setState, showPresence, showNotice,
+           onSend, post, restoreDraft, backoff, leaving: leaving.signal };
 })();

@@ -4,7 +4,6 @@
 
 (() => {
   const url = `/longpolling/room/messages?${Chat.query}`;
-  let backoff = 500;
 
   // A poll is answered only when there is news, which may take a while: so
   // the page first asks /healthz whether the server answers, and says
@@ -26,28 +25,17 @@
         const response = await fetch(`${url}&lastReceived=${Chat.lastId()}`,
                                      { cache: "no-store", signal: Chat.leaving });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        backoff = 500;
+        Chat.backoff.reset();
         Chat.append(await response.json());
       } catch (err) {
         if (Chat.leaving.aborted) return;
         failed = true;
         Chat.setState("disconnected", "disconnected, reconnecting…");
-        await Chat.sleep(backoff);
-        backoff = Math.min(backoff * 2, 8000);
+        await new Promise((resolve) => setTimeout(resolve, Chat.backoff.next()));
       }
     }
   }
 
-  Chat.onSend(async (text) => {
-    const response = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ message: text }),
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new Error(body.error || `Not sent (HTTP ${response.status}).`);
-    }
-  });
+  Chat.onSend(Chat.post);
   poll();
 })();

@@ -12,14 +12,9 @@
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
       const newest = Chat.lastId();
-      const fresh = [...page.querySelectorAll("#messages > li.message")]
+      Chat.appendNodes([...page.querySelectorAll("#messages > li.message")]
         .filter((li) => Number(li.dataset.id) > newest)
-        .map((li) => document.importNode(li, true));
-      for (const li of fresh) {
-        const time = li.querySelector("time[data-ts]");
-        if (time) time.textContent = Chat.clock(Number(time.dataset.ts));
-      }
-      Chat.appendNodes(fresh);
+        .map((li) => document.importNode(li, true)));
       Chat.setState("connected", "refreshing every 5 s");
       Chat.showPresence();
     } catch (err) {

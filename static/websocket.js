@@ -4,7 +4,6 @@
 
 (() => {
   let socket = null;
-  let backoff = 500;
   let unconfirmed = null;  // the last message sent, until it comes back or is refused
 
   function connect() {
@@ -16,7 +15,7 @@
     socket = new WebSocket(url);
     socket.onopen = () => {
       Chat.setState("connected", "connected");
-      backoff = 500;
+      Chat.backoff.reset();
     };
     socket.onmessage = (message) => {
       const event = JSON.parse(message.data);
@@ -31,8 +30,7 @@
     };
     socket.onclose = () => {
       Chat.setState("disconnected", "disconnected, reconnecting…");
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 8000);
+      setTimeout(connect, Chat.backoff.next());
     };
   }
 
