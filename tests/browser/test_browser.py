@@ -12,7 +12,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
+from tests.browser.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
 
 ALL = list(TRANSPORTS)
 
