@@ -1,12 +1,15 @@
 # make run: serve the chat on http://127.0.0.1:8000 (embedded store, no Redis needed)
-# make test: the whole test suite (needs redis-server; the browser tests need chromium)
+# make test: the whole test suite: tests/unit, tests/integration (needs redis-server),
+#            tests/browser (needs chromium)
+# make test-unit: the unit tests alone, fast (no redis-server, gunicorn or chromium)
 # make screenshots: docs/*.png, the pages in headless chromium (needs chromium)
 # make bench: the fan-out benchmark, every scenario once, 2-3 minutes (needs redis-server;
-#             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; see bench/)
+#             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; writes only
+#             under bench/results/; see bench/)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test screenshots bench clean
+.PHONY: run test test-unit screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,8 +23,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
 screenshots: $(VENV)/.installed
-	$(PY) -m tests.screenshots
+	$(PY) -m tests.browser.screenshots
 
 bench: $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1,7 +1,8 @@
 """The project's fan-out benchmark: `make bench` or `.venv/bin/python -m bench --help`.
 
 Modules, one job each:
-    servers.py    redis-server and gunicorn on free ports, /proc CPU and RSS of the server
+    servers.py    tests/servers.py's redis-server and gunicorn, as the benchmark runs them;
+                  /proc CPU and RSS of the server, waiting for a quiet machine
     loop.py       a client process's epoll loop: paced connects, HTTP head, command pipe
     client.py     WebSocket clients: record reads during a step, send, analyse after
     longpoll.py   long-poll waiters

@@ -1,5 +1,8 @@
 """`python -m bench`: runs the scenarios, prints the summary, writes the plot and a JSON file.
 
+Every output goes to bench/results/<time>/ (git-ignored): results.json, the
+find-max plot latency.png and the gunicorn logs.
+
     .venv/bin/python -m bench                      # every scenario once (make bench)
     .venv/bin/python -m bench --scenario fanout --repeat 3
     .venv/bin/python -m bench --quick              # small and short: checks the benchmark itself
@@ -12,14 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from tests.servers import PROJECT
 
 from . import report
 from .scenarios import SCENARIOS
-from .servers import IDLE_BUSY_CORES, IDLE_WINDOW_S, PROJECT, wait_idle_machine
+from .servers import IDLE_BUSY_CORES, IDLE_WINDOW_S, wait_idle_machine
 
-RESULTS = PROJECT / "bench" / "results"      # JSON results and gunicorn logs (git-ignored)
-PLOT = PROJECT / "docs" / "bench-latency.png"  # the find-max latency plot
+RESULTS = PROJECT / "bench" / "results"  # one directory per run (git-ignored)
+PLOT = "latency.png"                     # the find-max plot, in the run's directory
 
 
 def parse_args(argv):
@@ -57,12 +61,11 @@ def parse_args(argv):
                    help="before each run and each fan-out step, wait up to S seconds for the "
                         f"machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
                         f"{IDLE_WINDOW_S:.0f} s, this benchmark's processes aside)")
-    p.add_argument("--plot", type=Path, default=PLOT, help="where the find-max plot goes")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.senders, args.step_duration, args.max_steps = 100, 10, 1, 4
         args.steady_duration, args.idle_clients, args.idle_rooms, args.lp_waiters = 2, 400, 4, 400
-        args.posts, args.plot = 100, RESULTS / "quick-latency.png"
+        args.posts = 100
     return args
 
 
@@ -87,6 +90,7 @@ def main(argv=None):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     logdir = RESULTS / stamp
     logdir.mkdir(parents=True, exist_ok=True)
+    plot = logdir / PLOT
     info = machine()
     print(f"bench: {', '.join(names)} x{args.repeat} on {info['cpus']} x {info['cpu']}, "
           f"load {info['load'][0]:.2f}; server {info['server_git']}; logs in {logdir}",
@@ -108,13 +112,13 @@ def main(argv=None):
         if name == "fanout":
             for run in runs:
                 print(report.steps_table(run["steps"]), file=sys.stderr)
-            report.plot(runs, args.plot, args.p99_ms, args.clients, args.workers)
+            report.plot(runs, plot, args.p99_ms, args.clients, args.workers)
         sections.append((name, report.summary(name, results[name]["median"], len(runs))))
     out = logdir / "results.json"
     out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                "results": results}, indent=1, default=str))
     print(report.table(sections))
-    print(f"(details: {out}" + (f"; plot: {args.plot})" if "fanout" in names else ")"))
+    print(f"(details: {out}" + (f"; plot: {plot})" if "fanout" in names else ")"))
     return 0
 
 

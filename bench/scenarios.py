@@ -25,7 +25,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 from .analysis import LatencyHistogram
 from .client import WsLoop
@@ -131,7 +130,7 @@ class Servers:
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-redis-")
         self.redis = Redis(self.tmp.name)
         try:
-            self.gunicorn = Gunicorn(self.redis.url, workers, Path(logdir) / "gunicorn.log", extra_env)
+            self.gunicorn = Gunicorn(self.redis.url, workers, logdir, extra_env)
         except BaseException:
             self.redis.stop()
             self.tmp.cleanup()

@@ -1,89 +1,36 @@
-"""The processes under test: a redis-server and gunicorn, started and always stopped.
+"""The processes under test, as the benchmark runs them, and /proc readings of them.
 
-Each scenario starts its own pair on free ports (never 6379), so figures of
-one scenario do not carry state from another. `ProcTree` reads a process
-tree's CPU time and RSS from /proc, the way the figures are defined:
-utime+stime and RSS of the gunicorn master and every worker.
+`Redis` and `Gunicorn` are tests/servers.py's RedisServer and Server (free
+port, never 6379; own session; SIGTERM, then SIGKILL of the process group)
+plus what the benchmark needs: a Redis client for INFO, every gunicorn worker
+up before a scenario starts, the rate limit out of the way, and a `ProcTree`
+of each, which reads a process tree's CPU time and RSS from /proc, the way
+the figures are defined: utime+stime and RSS of the gunicorn master and every
+worker. Each scenario starts its own pair, so figures of one scenario do not
+carry state from another.
 """
 
 import os
-import signal
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import redis
 
-PROJECT = Path(__file__).resolve().parent.parent
-GUNICORN = PROJECT / ".venv" / "bin" / "gunicorn"
+from tests.servers import START_TIMEOUT, RedisServer, Server
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")             # /proc/<pid>/stat time unit, ticks per second
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024    # /proc/<pid>/stat RSS unit, in KB
-START_TIMEOUT = 30.0                            # seconds a server may take to open its port
-STOP_GRACE = 10.0                               # seconds after SIGTERM before SIGKILL
 RATE_UNLIMITED = "1000000"                      # CHAT_RATE_* value: the rate limit is not measured
 IDLE_WINDOW_S = 3.0                             # a quiet machine is quiet for this long
 IDLE_BUSY_CORES = 0.3                           # quiet: fewer busy cores than this
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 now, never 6379."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != 6379:
-            return port
-
-
-def wait_port(port, process, timeout=START_TIMEOUT):
-    """Returns once 127.0.0.1:port accepts; raises if process exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} "
-                               f"before opening port {port}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open within {timeout}s")
-
-
-def _stop(process):
-    """SIGTERM to the process group, SIGKILL after STOP_GRACE; always reaps it."""
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-
-
-class Redis:
-    """A redis-server on a free port that keeps nothing on disk."""
+class Redis(RedisServer):
+    """A started redis-server that keeps nothing on disk, with a client and its ProcTree."""
 
     def __init__(self, workdir):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait_port(self.port, self.process)
-        except BaseException:
-            _stop(self.process)
-            raise
+        super().__init__(workdir)
+        self.start()
         self.client = redis.Redis.from_url(self.url)
         self.tree = ProcTree(self.process.pid)
 
@@ -94,25 +41,19 @@ class Redis:
 
     def stop(self):
         self.client.close()
-        _stop(self.process)
+        super().stop()
 
 
-class Gunicorn:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` from the project, in its own session."""
+class Gunicorn(Server):
+    """A started gunicorn whose `workers` workers all answer /healthz, with its ProcTree."""
 
-    def __init__(self, redis_url, workers, log_path, extra_env=None):
-        self.port = free_port()
-        env = dict(os.environ, REDIS_URL=redis_url, PORT=str(self.port), HOST="127.0.0.1",
-                   WEB_CONCURRENCY=str(workers), SECRET_KEY="bench",
-                   CHAT_RATE_PER_SEC=RATE_UNLIMITED, CHAT_RATE_BURST=RATE_UNLIMITED)
-        env.update(extra_env or {})
-        self.log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=PROJECT, env=env,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+    def __init__(self, redis_url, workers, log_dir, extra_env=None):
+        env = {"SECRET_KEY": "bench", "CHAT_RATE_PER_SEC": RATE_UNLIMITED,
+               "CHAT_RATE_BURST": RATE_UNLIMITED, **(extra_env or {})}
+        super().__init__(redis_url, workers=workers, log_dir=log_dir, **env)
+        self.start()
         self.tree = ProcTree(self.process.pid)
         try:
-            wait_port(self.port, self.process)
             self._wait_workers(workers)
         except BaseException:
             self.stop()
@@ -132,10 +73,6 @@ class Gunicorn:
             if b" 200 " not in answer.split(b"\r\n", 1)[0]:
                 raise RuntimeError(f"/healthz answered {answer[:80]!r}")
         time.sleep(0.5)
-
-    def stop(self):
-        _stop(self.process)
-        self.log.close()
 
 
 class ProcTree:
@@ -201,7 +138,6 @@ def _cpu_of(pids):
         if stat is not None:
             total += int(stat[11]) + int(stat[12])
     return total / CLK_TCK
-
 
 
 def _stat(pid):

@@ -1,7 +1,11 @@
-"""Real processes for the integration tests: redis-server and gunicorn.
+"""Real processes: redis-server and `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-Each test that needs them starts its own on free ports (never 6379), talks to
-them over real sockets, and stops them (SIGTERM, then SIGKILL) when it ends.
+The one place that starts them, for the integration tests, the browser tests,
+`make screenshots` and the benchmark (bench/servers.py builds on these
+classes). Each runs on a free port (never 6379) in a session of its own and
+is stopped with SIGTERM, then SIGKILL of its whole process group if anything
+of it is left after a grace period. `Socket` and the Server's `post`, `join`
+and `archive` are the chat as a test client uses it.
 """
 
 import json
@@ -13,19 +17,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
 import websocket
 
 PROJECT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).with_name("gunicorn")
+GUNICORN = Path(sys.executable).with_name("gunicorn")  # this interpreter's environment's
 REDIS_SERVER = shutil.which("redis-server")
+START_TIMEOUT = 30.0  # seconds a process may take to answer after it is started
+STOP_GRACE = 15.0     # seconds after SIGTERM before SIGKILL (gunicorn's graceful_timeout is 10)
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 now, never Redis's usual 6379."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != 6379:
+            return port
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
@@ -48,13 +59,67 @@ def port_open(port):
         return False
 
 
-class RedisServer:
+class Process:
+    """A program on `self.port`, started in a session of its own by `_spawn`."""
+
+    name = "process"
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.process = None
+
+    def _spawn(self, args, ready, **popen):
+        """Starts args and waits until ready() is true; kills it again if that fails."""
+
+        def started():
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} on {self.port} exited with "
+                                     f"{self.process.returncode}{self._exit_details()}")
+            return ready()
+
+        try:
+            self.process = subprocess.Popen(args, start_new_session=True, **popen)
+            wait_until(started, timeout=START_TIMEOUT, message=f"{self.name} on {self.port}")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _exit_details(self):
+        return ""
+
+    def stop(self, timeout=STOP_GRACE):
+        """SIGTERM (graceful), then SIGKILL of the process group if anything lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self):
+        """SIGKILL the whole process group: no clean-up."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+class RedisServer(Process):
     """A redis-server on a free port, keeping nothing on disk: a restart empties it."""
 
+    name = "redis-server"
+
     def __init__(self, workdir):
-        self.port = free_port()
+        super().__init__()
         self.workdir = Path(workdir)
-        self.process = None
 
     @property
     def url(self):
@@ -62,18 +127,10 @@ class RedisServer:
 
     def start(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        return self._spawn(
+            [REDIS_SERVER or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: port_open(self.port), message=f"redis on {self.port}")
-        return self
-
-    def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+            lambda: port_open(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def restart(self):
         """Stops Redis and starts it again, empty, on the same port."""
@@ -81,11 +138,15 @@ class RedisServer:
         self.start()
 
 
-class Server:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` with the given environment."""
+class Server(Process):
+    """`gunicorn -c gunicorn.conf.py wsgi:app` with the given environment, logging
+    to gunicorn-<port>.log in log_dir; started once /healthz answers (200, or 503
+    while Redis is away)."""
+
+    name = "gunicorn"
 
     def __init__(self, redis_url=None, workers=1, port=None, log_dir=None, **env):
-        self.port = port or free_port()
+        super().__init__(port)
         self.env = dict(os.environ)
         self.env.pop("REDIS_URL", None)
         self.env.update({"PORT": str(self.port), "HOST": "127.0.0.1",
@@ -94,31 +155,28 @@ class Server:
             self.env["REDIS_URL"] = redis_url
         self.env.update({k: str(v) for k, v in env.items()})
         self.log_path = Path(log_dir or "/tmp") / f"gunicorn-{self.port}.log"
-        self.process = None
+        self._log = None
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
     def ws_url(self, **query):
-        from urllib.parse import urlencode
         return f"ws://127.0.0.1:{self.port}/websocket/room/socket?{urlencode(query)}"
 
     def start(self):
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=PROJECT,
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._healthy, timeout=20, message=f"gunicorn on {self.port}")
-        return self
+        return self._spawn([str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"], self._healthy,
+                           cwd=PROJECT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def _healthy(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"gunicorn exited early; see {self.log_path}:\n{self.log()}")
         try:
             return requests.get(self.url + "/healthz", timeout=1).status_code in (200, 503)
         except requests.RequestException:
             return False
+
+    def _exit_details(self):
+        return f"; see {self.log_path}:\n{self.log()}"
 
     def log(self):
         return self.log_path.read_text(errors="replace")
@@ -180,29 +238,11 @@ class Server:
                     count += 1
         return count
 
-    def stop(self, timeout=15):
-        """SIGTERM the master (graceful), SIGKILL the group if it lingers."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
     def kill(self):
-        """SIGKILL the whole process group: master and workers, no clean-up."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-        self.process = None
-        self._log.close()
+        super().kill()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 class Socket:

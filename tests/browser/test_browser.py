@@ -17,7 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
+from tests.browser.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
 
 ALL = list(TRANSPORTS)
 # The SSE case of the tests run for each transport: plain "sse" once the stream is served.

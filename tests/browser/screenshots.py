@@ -1,5 +1,5 @@
 """Screenshots of the chat as people see it: `make screenshots`, or
-`.venv/bin/python -m tests.screenshots`, writes docs/*.png.
+`.venv/bin/python -m tests.browser.screenshots`, writes docs/*.png.
 
 It starts a real gunicorn (on the embedded store: no Redis needed), lets a few
 people talk in one room through the three transports in headless Chromium
@@ -13,7 +13,7 @@ import tempfile
 
 from playwright.sync_api import sync_playwright
 
-from tests.browser import PHONE, TRANSPORTS, Person, have_chromium, launch
+from tests.browser.browser import PHONE, TRANSPORTS, Person, have_chromium, launch
 from tests.servers import PROJECT, Server
 
 DOCS = PROJECT / "docs"

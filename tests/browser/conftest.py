@@ -1,0 +1,21 @@
+"""Headless Chromium (Debian's, driven by Playwright), against the real
+servers of the integration tests, whose fixtures are used here too. The only
+conftest that imports Playwright. Without chromium these tests skip, except in CI."""
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.browser.browser import have_chromium, launch
+from tests.conftest import require
+# The integration tests' server fixtures, which the browser tests use too.
+from tests.integration.conftest import shared_redis, shared_server, start_server  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a whole test module (each person gets a fresh context)."""
+    require(have_chromium(), "chromium", "browser", " (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
