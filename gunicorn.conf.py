@@ -1,8 +1,9 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app` (the Procfile's web line).
 
 gevent workers; one worker when there is no REDIS_URL (the embedded store
-lives in one process); on SIGTERM each worker closes its WebSockets with 1012
-and answers its long polls, so clients reconnect elsewhere and resume.
+lives in one process); on SIGTERM each worker closes its WebSockets with 1012,
+ends its event streams and answers its long polls, so clients reconnect
+elsewhere and resume.
 """
 
 import logging.config
@@ -15,6 +16,7 @@ import tempfile
 from gunicorn import glogging
 
 from chat_app import logs
+from chat_app.config import Settings
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
@@ -35,13 +37,14 @@ else:
 
 
 class Logger(glogging.Logger):
-    """gunicorn's lines in the app's format (CHAT_LOG_FORMAT: text or json);
+    """gunicorn's lines in the app's format (CHAT_LOG_FORMAT: text or json, read
+    with every other setting, so a malformed one stops the start);
     the app logs one line per request itself (chat_app/logs.py), so gunicorn's
     access lines are off (and cost nothing)."""
 
     def setup(self, cfg):
         super().setup(cfg)
-        logging.config.dictConfig(logs.config(os.environ.get("CHAT_LOG_FORMAT", "text").lower()))
+        logging.config.dictConfig(logs.config(Settings.from_env().log_format))
 
     def access(self, resp, req, environ, request_time):
         pass

@@ -18,9 +18,10 @@ PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub conne
 PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts
 RECONNECT_WAIT = 1.0          # seconds a listener waits for a reconnect attempt while Redis is away
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
-WS_READ_BYTES = 4096          # bytes read from a WebSocket per receive call
-WS_SNDBUF = 65536             # kernel send buffer per WebSocket: what a slow client holds beyond CHAT_SEND_QUEUE
-WS_CLOSE_GRACE = 5.0          # seconds a closing socket may take to flush and answer
+READ_BYTES = 4096             # bytes read from a WebSocket or event stream per receive call
+SEND_BUFFER_BYTES = 65536     # kernel send buffer per WebSocket or stream: what a slow reader holds beyond CHAT_SEND_QUEUE
+CLOSE_GRACE = 5.0             # seconds a closing WebSocket or stream may take to flush (and answer)
+SSE_RETRY_MS = 1000           # how long a browser waits before reopening a dropped event stream
 WS_FRAME_SLACK_BYTES = 65536  # bytes a message frame may carry beyond 4 per allowed char
 FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed char
 PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process (at most TTL/4)
@@ -92,12 +93,12 @@ class Settings:
             for o in env.get("CHAT_ALLOWED_ORIGINS", "").split(",")
             if o.strip()
         )
-        log_format = env.get("CHAT_LOG_FORMAT", "text").lower()
+        log_format = (env.get("CHAT_LOG_FORMAT") or "text").lower()
         if log_format not in ("text", "json"):
             raise ValueError(f"CHAT_LOG_FORMAT must be text or json, not {log_format!r}")
         kwargs = dict(
             redis_url=env.get("REDIS_URL") or None,
-            redis_prefix=env.get("CHAT_REDIS_PREFIX", "chat:"),
+            redis_prefix=env.get("CHAT_REDIS_PREFIX") or "chat:",
             archive_size=_int(env, "CHAT_ARCHIVE_SIZE", 100, minimum=1),
             max_message_chars=_int(env, "CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1),
             longpoll_timeout=_float(env, "CHAT_LONGPOLL_TIMEOUT", 25.0),

@@ -10,10 +10,8 @@ from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .config import SECURITY_HEADERS
-from .events import Invalid
-from .hub import ShuttingDown
+from .exceptions import Invalid, RateLimited, ShuttingDown, StoreUnavailable
 from .metrics import POSTS_REFUSED
-from .room import RateLimited, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ import re
 import unicodedata
 from urllib.parse import parse_qsl
 
+from .exceptions import Invalid
+
 DEFAULT_ROOM = "lobby"
 NAME_MAX_CHARS = 32
 QUERY_MAX_FIELDS = 16
@@ -18,15 +20,6 @@ TYPES = ("join", "leave", "message")
 
 _ROOM = re.compile(r"[a-z0-9_-]{1,32}")
 _DIGITS = re.compile(r"[0-9]+")
-
-
-class Invalid(ValueError):
-    """Input refused before anything is published: 400, or 413 when too large."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def parse_query(query_string):

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify, render_template
 
-from . import current_chat
+from .chat import current_chat
 
 bp = Blueprint("home", __name__)
 

@@ -1,129 +1,99 @@
-"""This process's hub: its one pub/sub connection, and the fan-out to its listeners.
+"""This process's hub: its one pub/sub connection, and each room's listeners.
 
 A post runs the Lua script (room.py), which publishes "<prev> <id> <event>"
-on the room's channel. Each process's hub reads its one pub/sub connection,
-takes every message already buffered (a batch), and for each room in it:
+on the room's channel. The hub reads its one pub/sub connection, takes every
+message already buffered (a batch), puts each room's messages in order with
+the room's Sequence (sequence.py), backfilling from the archive when a prev
+id shows a gap, and hands the room's Batch to each listener:
 
-- frames the events once and hands the same bytes to each WebSocket client of
-  the room (Client.send: a non-blocking write, never a wake-up per client);
-- answers the room's long-poll waiters: one JSON array (and one HTTP answer)
-  per distinct lastReceived, written to their sockets the same way.
+    listener.deliver(batch) -> events taken     (never blocks or yields)
+    listener.ping()                             (every CHAT_PING_INTERVAL)
+    listener.close(code, reason)                (shutdown, moderation)
 
-The hub remembers the last id it delivered per room. When a message's prev id
-is newer than that (a message was missed), or when a subscription is
-(re-)established, it backfills from the archive first: listeners get every
-event in id order, once. Redis going away only delays delivery; the reader
-reconnects with backoff and resubscribes.
+A WebSocket client (client.py), an event stream (stream.py) and a long poll
+(longpoll.py) are listeners; each owns its wire format and its socket, and
+the hub knows nothing of either. Redis going away only delays delivery: the
+reader reconnects with backoff, resubscribes and backfills.
 """
 
 import logging
-import os
 import time
-from bisect import bisect_right
 
 import gevent
 import redis
-from gevent.event import AsyncResult, Event
+from gevent.event import Event
 from gevent.lock import Semaphore
 
-from .client import text_frame
 from .config import (
     PUBSUB_BACKOFF_MAX,
     PUBSUB_BACKOFF_MIN,
     PUBSUB_BATCH_MAX,
     RECONNECT_WAIT,
-    SECURITY_HEADERS,
     SUBSCRIBE_TIMEOUT,
 )
+from .exceptions import ShuttingDown, StoreUnavailable
 from .metrics import FRAMES_DELIVERED, REDIS_ERRORS
-from .room import StoreUnavailable
+from .sequence import Batch, CatchUp, Sequence, parse_published
 
 log = logging.getLogger(__name__)
 
 
-class ShuttingDown(Exception):
-    """The process is stopping: listeners are sent elsewhere."""
-
-
 class Subscription:
-    """This process's listeners of one room, and the last id delivered to them."""
+    """This process's listeners of one room, and the room's Sequence."""
 
     def __init__(self, room, channel):
         self.room = room
         self.channel = channel
+        self.sequence = Sequence()
+        self.current = {}       # transport -> listeners up to date with the sequence
+        self.joining = {}       # listener -> CatchUp, while it catches up
         self.users = 0          # listeners holding this subscription
-        self.clients = set()    # WebSocket clients up to date with last_id
-        self.joining = {}       # client -> Joiner: catching up, see Hub.attach
-        self.waiters = set()    # long polls
-        self.last_id = None     # newest id delivered here; None: none yet
         self.ready = Event()    # set while Redis confirms the subscription
 
-
-class Joiner:
-    """A WebSocket client between its archive replay and its first live batch."""
-
-    __slots__ = ("mark", "queue")
-
-    def __init__(self):
-        self.mark = None        # newest id the client has; None: still reading
-        self.queue = []         # events delivered while it read the archive
+    def listeners(self):
+        for group in list(self.current.values()):
+            yield from list(group)
+        yield from list(self.joining)
 
 
-class Waiter:
-    """One long poll: wants the events with id > after.
+def sort_replies(replies):
+    """Pub/sub replies as ({channel: [published data]}, [channels confirmed]).
 
-    With `fd` (its HTTP socket) the hub writes the whole HTTP answer itself,
-    like a WebSocket frame, and the request only finishes; `keep_alive` says
-    whether that answer keeps the connection open. While its request reads
-    the archive, `queue` collects what the hub delivers (the request answers
-    with both); afterwards it is None and the hub answers.
+    Redis sends [b"message", channel, data] and [b"subscribe", channel, n];
+    anything else it may push on the connection is ignored.
     """
-
-    __slots__ = ("after", "result", "fd", "keep_alive", "queue")
-
-    def __init__(self, after, fd=None, keep_alive=True):
-        self.after = after
-        self.result = AsyncResult()
-        self.fd = fd
-        self.keep_alive = keep_alive
-        self.queue = []
-
-
-class Answered:
-    """The hub wrote a long poll's answer; `rest` is what the socket did not take."""
-
-    __slots__ = ("rest",)
-
-    def __init__(self, rest):
-        self.rest = rest
+    published, confirmed = {}, []
+    for reply in replies:
+        if not isinstance(reply, list) or len(reply) != 3:
+            continue
+        kind, channel, data = reply
+        if kind == b"message":
+            published.setdefault(channel, []).append(data)
+        elif kind == b"subscribe":
+            confirmed.append(channel)
+    return published, confirmed
 
 
-def http_answer(body, keep_alive):
-    """A complete 200 answer carrying a JSON body."""
-    head = [b"HTTP/1.1 200 OK", b"Content-Type: application/json",
-            b"Content-Length: %d" % len(body),
-            b"Connection: keep-alive" if keep_alive else b"Connection: close"]
-    head += [f"{name}: {value}".encode() for name, value in SECURITY_HEADERS.items()]
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
+def read_batches(conn, interval):
+    """Yields the replies on a pub/sub connection, a batch at a time.
 
+    A batch is every reply already buffered. Batches are at least `interval`
+    apart: a message that arrives sooner waits for the rest of the interval,
+    so a busy room costs one write per listener per interval, not per message.
+    """
+    def reply():  # RESP3 (redis-py's default) sends pub/sub messages as pushes
+        return conn.read_response(disconnect_on_error=False, push_request=True)
 
-def write_answer(fd, answer):
-    """Writes what the socket takes now (never blocks); returns the Answered rest."""
-    try:
-        written = os.write(fd, answer)
-    except BlockingIOError:
-        written = 0
-    except OSError:
-        return Answered(b"")  # the client went away: nothing left to say
-    return Answered(memoryview(answer)[written:])
-
-
-def frames(events):
-    return b"".join([text_frame(raw) for _, raw in events])
-
-
-def json_array(events):
-    return b"[" + b",".join([raw for _, raw in events]) + b"]"
+    last = 0.0
+    while True:
+        batch = [reply()]
+        wait = last + interval - time.monotonic()
+        if wait > 0:
+            gevent.sleep(wait)
+        last = time.monotonic()
+        while len(batch) < PUBSUB_BATCH_MAX and conn.can_read(timeout=0):
+            batch.append(reply())
+        yield batch
 
 
 class Hub:
@@ -141,7 +111,7 @@ class Hub:
         self._conn = None         # the pub/sub connection, while it is up
         self._greenlets = []
         self._stopping = False
-        self._failing = False     # the last connection attempt failed
+        self._failing = Event()   # set while the last connection attempt has failed
         self._retry_now = Event()  # ends the reconnect backoff early
         self.connected = Event()  # set while the pub/sub connection is up
 
@@ -158,89 +128,48 @@ class Hub:
 
     # --- listeners ------------------------------------------------------------
 
-    def attach(self, client, after):
-        """Sends client the archived events with id > after, then every new one.
+    def attach(self, listener, after):
+        """Hands listener the archived events with id > after, then every new one.
 
-        From the moment this returns the client gets each event of its room
+        From the moment this returns the listener gets each event of its room
         once, in id order. Raises StoreUnavailable or ShuttingDown.
         """
-        sub = self._acquire(client.room)
-        joiner = sub.joining[client] = Joiner()
+        sub = self._acquire(listener.room)
+        catch_up = sub.joining[listener] = CatchUp(after)
         try:
-            events = []
-            if sub.last_id is None or after < sub.last_id:
-                events = self._rooms.history(client.room, after)
+            archived = []
+            if sub.sequence.needs_archive(after):
+                archived = self._rooms.history(sub.room, after)
         except BaseException:
-            del sub.joining[client]
+            del sub.joining[listener]
             self._release(sub)
             raise
-        mark = events[-1][0] if events else after
-        events += [e for e in joiner.queue if e[0] > mark]
-        if events:  # bounded by the archive: not counted against the send queue
-            client.send(frames(events), 0)
-            FRAMES_DELIVERED.labels("websocket").inc(len(events))
-            mark = events[-1][0]
-        joiner.mark, joiner.queue = mark, None
-        if sub.last_id is not None and sub.last_id >= mark:
-            del sub.joining[client]
-            sub.clients.add(client)
+        replay = catch_up.archived(archived)
+        if replay is not None:
+            FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(replay))
+        self._promote(sub, listener, catch_up)
 
-    def detach(self, client):
-        sub = self._subs[client.room]
-        sub.clients.discard(client)
-        sub.joining.pop(client, None)
+    def detach(self, listener):
+        sub = self._subs[listener.room]
+        sub.current.get(listener.transport, set()).discard(listener)
+        sub.joining.pop(listener, None)
         self._release(sub)
 
-    def wait(self, room, after, timeout, fd=None, keep_alive=True):
-        """The room's events with id > after as a JSON array (bytes).
-
-        Answers at once when the archive has some; else waits up to timeout
-        for the next ones and answers b"[]" if none came. When those come and
-        `fd` is given, the answer is Answered: the hub wrote it to fd (keeping
-        the connection alive or not).
-        """
-        if self._stopping:
-            return b"[]"
-        sub = self._acquire(room)
-        waiter = Waiter(after, fd, keep_alive)
-        sub.waiters.add(waiter)
-        try:
-            events = []
-            if sub.last_id is None or after < sub.last_id:
-                events = self._rooms.history(room, after)
-            mark = events[-1][0] if events else after
-            events += [e for e in waiter.queue if e[0] > mark]
-            waiter.queue = None
-            if events:
-                FRAMES_DELIVERED.labels("longpolling").inc(len(events))
-                return json_array(events)
-            try:
-                return waiter.result.get(timeout=timeout)
-            except gevent.Timeout:
-                return b"[]"
-        finally:
-            sub.waiters.discard(waiter)
-            self._release(sub)
+    def listeners(self):
+        """Every listener of this process."""
+        for sub in list(self._subs.values()):
+            yield from sub.listeners()
 
     def shutdown(self):
-        """Closes every WebSocket with 1012 and answers every long poll."""
+        """Closes every listener with 1012; new ones are refused with ShuttingDown."""
         self._stopping = True
-        for sub in list(self._subs.values()):
-            for client in list(sub.clients) + list(sub.joining):
-                client.close(1012, "server restarting; reconnect with lastReceived")
-            for waiter in list(sub.waiters):
-                waiter.result.set(b"[]")
-
-    def clients(self):
-        """Every WebSocket client of this process."""
-        for sub in list(self._subs.values()):
-            yield from list(sub.clients)
-            yield from list(sub.joining)
+        for listener in self.listeners():
+            listener.close(1012, "server restarting; reconnect with lastReceived")
 
     def _acquire(self, room):
         if self._stopping:
             raise ShuttingDown()
-        if self._failing:  # Redis was away: try again now rather than after the backoff
+        if self._failing.is_set():  # Redis was away: try again now, not after the backoff
             self._retry_now.set()
             if not self.connected.wait(RECONNECT_WAIT):
                 raise StoreUnavailable("the pub/sub connection to Redis is down")
@@ -252,7 +181,9 @@ class Hub:
                 self._by_channel[sub.channel.encode()] = sub
                 self._command("SUBSCRIBE", sub.channel)
             sub.users += 1
-        if not sub.ready.wait(SUBSCRIBE_TIMEOUT):
+        # Confirmed, or the connection failed (no need to wait out the timeout then).
+        gevent.wait([sub.ready, self._failing], count=1, timeout=SUBSCRIBE_TIMEOUT)
+        if not sub.ready.is_set():
             self._release(sub)
             raise StoreUnavailable("the pub/sub connection to Redis is down")
         return sub
@@ -283,12 +214,13 @@ class Hub:
             try:
                 conn = self._open()
                 backoff = PUBSUB_BACKOFF_MIN
-                self._read(conn)
+                for batch in read_batches(conn, self._fanout_interval):
+                    self._dispatch(batch)
             except (redis.RedisError, OSError, StoreUnavailable) as exc:
                 REDIS_ERRORS.inc()
-                if not self._failing:
+                if not self._failing.is_set():
                     log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
-                self._failing = True
+                self._failing.set()
                 self._close()
                 self._retry_now.clear()
                 gevent.sleep(PUBSUB_BACKOFF_MIN)
@@ -325,134 +257,65 @@ class Hub:
             conn.disconnect()
             self._client.connection_pool.release(conn)
 
-    def _read(self, conn):
-        """Reads forever; each batch is every reply already buffered.
-
-        Fan-outs are at least `fanout_interval` apart: a message that arrives
-        sooner waits for the rest of the interval, so a busy room costs one
-        write per client per interval, not per message.
-        """
-        def reply():  # RESP3 (redis-py's default) sends pub/sub messages as pushes
-            return conn.read_response(disconnect_on_error=False, push_request=True)
-
-        last_fanout = 0.0
-        while True:
-            batch = [reply()]
-            wait = last_fanout + self._fanout_interval - time.monotonic()
-            if wait > 0:
-                gevent.sleep(wait)
-            last_fanout = time.monotonic()
-            while len(batch) < PUBSUB_BATCH_MAX and conn.can_read(timeout=0):
-                batch.append(reply())
-            self._dispatch(batch)
-
-    def _dispatch(self, batch):
-        """Handles pub/sub replies: [b"message", channel, data] or [b"subscribe", channel, n].
-
-        Anything else Redis may push on the connection is ignored.
-        """
-        by_sub = {}
-        for reply in batch:
-            if not isinstance(reply, list) or len(reply) != 3:
-                continue
-            kind, channel, data = reply
+    def _dispatch(self, replies):
+        published, confirmed = sort_replies(replies)
+        for channel in confirmed:
+            if channel == self._control.encode():
+                if self._failing.is_set():
+                    log.warning("redis pub/sub connection re-established")
+                self._failing.clear()
+                self.connected.set()
+            elif channel in self._by_channel:
+                self._subscribed(self._by_channel[channel])
+        for channel, messages in published.items():
             sub = self._by_channel.get(channel)
-            if kind == b"message":
-                if sub is not None and sub.ready.is_set():
-                    by_sub.setdefault(sub, []).append(data)
-            elif kind == b"subscribe":
-                if channel == self._control.encode():
-                    if self._failing:
-                        log.warning("redis pub/sub connection re-established")
-                    self._failing = False
-                    self.connected.set()
-                elif sub is not None:
-                    self._subscribed(sub)
-        for sub, published in by_sub.items():
-            self._receive(sub, published)
+            if sub is not None and sub.ready.is_set():
+                self._receive(sub, messages)
 
     def _subscribed(self, sub):
         """Redis confirmed a subscription: backfill what it may have missed."""
-        if sub.last_id is not None:
-            missed = self._rooms.history(sub.room, sub.last_id)
-            if missed:
-                self._deliver(sub, missed)
+        if sub.sequence.last_id is not None:
+            self._fan_out(sub, sub.sequence.accept(
+                self._rooms.history(sub.room, sub.sequence.last_id)))
         sub.ready.set()
 
-    def _receive(self, sub, published):
-        """Delivers published messages in id order, once, filling gaps first."""
-        events = []
-        last = sub.last_id
-        for data in published:
-            prev, eid, raw = data.split(b" ", 2)
-            eid = int(eid)
-            if last is not None:
-                if eid <= last:
-                    continue
-                if int(prev) > last:
-                    missed = self._rooms.history(sub.room, last)
-                    events += [e for e in missed if e[0] < eid]
-            events.append((eid, raw))
-            last = eid
-        if events:
-            self._deliver(sub, events)
+    def _receive(self, sub, messages):
+        """Delivers published messages in id order, once, filling gaps from the archive."""
+        sequence, events = sub.sequence, []
+        for prev, eid, raw in map(parse_published, messages):
+            if sequence.gap_before(prev):
+                events += sequence.accept(self._rooms.history(sub.room, sequence.last_id))
+            events += sequence.accept([(eid, raw)])
+        self._fan_out(sub, events)
 
-    def _deliver(self, sub, events):
-        """Fan-out of one batch: the same bytes to every up-to-date client."""
-        sub.last_id = events[-1][0]
-        data, count = frames(events), len(events)
-        for client in sub.clients:
-            client.send(data, count)
-        FRAMES_DELIVERED.labels("websocket").inc(count * len(sub.clients))
-        if sub.joining:
-            self._deliver_to_joiners(sub, events, data)
-        if sub.waiters:
-            self._answer(sub, events)
+    def _fan_out(self, sub, events):
+        """One batch to every listener of the room: whole to those up to date,
+        trimmed to what they lack for those catching up."""
+        if not events:
+            return
+        batch = Batch(events)
+        for transport, group in sub.current.items():
+            delivered = 0
+            for listener in group:
+                delivered += listener.deliver(batch)
+            FRAMES_DELIVERED.labels(transport).inc(delivered)
+        for listener, catch_up in list(sub.joining.items()):
+            fresh = catch_up.live(batch)
+            if fresh is not None:
+                FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(fresh))
+            self._promote(sub, listener, catch_up)
 
-    def _deliver_to_joiners(self, sub, events, data):
-        """Queues for clients still reading the archive; filters for those ahead."""
-        for client, joiner in list(sub.joining.items()):
-            if joiner.mark is None:
-                joiner.queue += events
-                continue
-            fresh = [e for e in events if e[0] > joiner.mark]
-            if fresh:
-                client.send(data if len(fresh) == len(events) else frames(fresh), len(fresh))
-                joiner.mark = fresh[-1][0]
-            if joiner.mark <= sub.last_id:
-                del sub.joining[client]
-                sub.clients.add(client)
-
-    def _answer(self, sub, events):
-        """One body (and one HTTP answer) per distinct lastReceived, shared by its waiters."""
-        ids = [eid for eid, _ in events]
-        bodies, answers, answered = {}, {}, 0
-        for waiter in list(sub.waiters):
-            if waiter.queue is not None:  # reading the archive: its request answers
-                waiter.queue += events
-                continue
-            start = bisect_right(ids, waiter.after)
-            if start == len(ids):
-                continue
-            body = bodies.get(start)
-            if body is None:
-                body = bodies[start] = json_array(events[start:])
-            if waiter.fd is None:
-                waiter.result.set(body)
-            else:
-                key = start, waiter.keep_alive
-                if key not in answers:
-                    answers[key] = http_answer(body, waiter.keep_alive)
-                waiter.result.set(write_answer(waiter.fd, answers[key]))
-            sub.waiters.discard(waiter)
-            answered += len(ids) - start
-        FRAMES_DELIVERED.labels("longpolling").inc(answered)
+    def _promote(self, sub, listener, catch_up):
+        """A listener that has caught up with the room gets whole batches from now on."""
+        if catch_up.caught_up(sub.sequence.last_id) and sub.joining.get(listener) is catch_up:
+            del sub.joining[listener]
+            sub.current.setdefault(listener.transport, set()).add(listener)
 
     # --- keepalive -----------------------------------------------------------------
 
     def _ping_forever(self):
-        """Pings every client each interval; a client silent for a whole interval is closed."""
+        """Pings every listener each interval (a WebSocket silent for a whole one is closed)."""
         while True:
             gevent.sleep(self._ping_interval)
-            for client in self.clients():
-                client.ping()
+            for listener in self.listeners():
+                listener.ping()

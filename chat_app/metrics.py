@@ -28,7 +28,7 @@ EVENTS_POSTED = Counter("chat_events_posted", "Events posted, by type", ["type"]
 FRAMES_DELIVERED = Counter("chat_frames_delivered",
                            "Events delivered to clients, by transport", ["transport"])
 SLOW_CLIENTS_CLOSED = Counter("chat_slow_clients_closed",
-                              "WebSocket clients closed with 1013 for reading too slowly")
+                              "WebSockets (closed with 1013) and event streams ended for reading too slowly")
 POSTS_REFUSED = Counter("chat_posts_refused", "Posts refused, by reason", ["reason"])
 REDIS_ERRORS = Counter("chat_redis_errors", "Redis commands or connections that failed")
 POST_SECONDS = Histogram("chat_post_seconds", "Time to post an event (one Redis round trip)",
@@ -36,7 +36,7 @@ POST_SECONDS = Histogram("chat_post_seconds", "Time to post an event (one Redis 
                                   0.5, 1, 2.5, 5))
 
 # Every series exists from the start, at 0 (Prometheus' advice for known labels).
-for _transport in ("websocket", "longpolling"):
+for _transport in ("websocket", "sse", "longpolling"):
     OPEN_CONNECTIONS.labels(_transport)
     FRAMES_DELIVERED.labels(_transport)
 for _type in ("join", "leave", "message"):

@@ -3,8 +3,9 @@
 A room's presence is a sorted set `P R:presence` of "<user>\n<holder>"
 members, scored by when they were seen (ms, the processes' clocks):
 
-- "<user>\n<process>": user's WebSockets on one process, kept fresh by that
-  process every TTL/3 and removed when its last one there closes;
+- "<user>\n<process>": user's WebSockets and event streams on one process,
+  kept fresh by that process every TTL/3 and removed when its last one there
+  closes;
 - "<user>\nhttp": when user last loaded a page, or started or ended a long poll;
 - "<user>\nleft": when user last left through a page; it hides an older "http".
 
@@ -29,10 +30,10 @@ import gevent
 import redis
 from flask import Blueprint, jsonify, request
 
-from . import current_chat
+from .chat import current_chat
 from .config import PRESENCE_FLUSH_INTERVAL
 from .events import read_query
-from .room import StoreUnavailable
+from .exceptions import StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("presence", __name__)
@@ -70,7 +71,7 @@ class Presence:
         self._refresh_every = settings.presence_ttl / 3
         self._flush_every = min(PRESENCE_FLUSH_INTERVAL, settings.presence_ttl / 4)
         self._holder = f"ws:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._sockets = Counter()   # (room, user) -> WebSockets open here
+        self._sockets = Counter()   # (room, user) -> WebSockets and streams open here
         self._seen = {}             # (room, user) -> (began, seen) ms over HTTP, not yet written
         self._write_sightings = client.register_script(SIGHTING_SCRIPT)
         self._ticker = None
@@ -100,14 +101,14 @@ class Presence:
         return sorted(present)
 
     def socket_opened(self, room, user):
-        """A WebSocket of user's joined room here: present from now on."""
+        """A WebSocket or event stream of user's joined room here: present from now on."""
         self._start()
         self._sockets[room, user] += 1
         if self._sockets[room, user] == 1:
             self._write({(room, f"{user}\n{self._holder}"): _now_ms()})
 
     def socket_closed(self, room, user):
-        """Absent once user's last WebSocket in room here closes (if nothing else holds them)."""
+        """Absent once user's last WebSocket or stream in room here closes (if nothing else holds them)."""
         self._sockets[room, user] -= 1
         if self._sockets[room, user] <= 0:
             del self._sockets[room, user]

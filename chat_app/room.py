@@ -12,6 +12,7 @@ import time
 import redis
 
 from .events import event_fields, event_id
+from .exceptions import RateLimited, StoreUnavailable
 from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
 
 # Posts one event atomically, so that publication order is id order.
@@ -50,14 +51,6 @@ return event
 """
 
 
-class StoreUnavailable(Exception):
-    """Redis did not answer; nothing was posted."""
-
-
-class RateLimited(Exception):
-    """The sender used up its allowance of messages in this room."""
-
-
 class Rooms:
     """Every room's shared state, kept in Redis; safe to use from any greenlet."""
 
@@ -71,10 +64,6 @@ class Rooms:
 
     def channel(self, room):
         return f"{self._prefix}{room}:events"
-
-    def room_of(self, channel):
-        """The room whose events a channel carries (the inverse of `channel`)."""
-        return channel[len(self._prefix):-len(":events")]
 
     def post(self, room, kind, user, text=""):
         """Posts one event; returns its JSON (bytes). One round trip to Redis."""

@@ -1,23 +1,58 @@
-"""Server-sent events: the page, and posting from it (the stream comes next)."""
+"""Server-sent events: the page, its stream, and posting from it.
 
-from flask import Blueprint, render_template, request, url_for
+The stream is the WebSocket route's over plain HTTP: the archive after
+Last-Event-ID (or lastReceived), the user's join, then every new event, until
+the connection ends and the user's leave is posted. Its answer is written by
+a Stream (stream.py), to which the hub hands the room's batches.
+"""
 
-from . import current_chat
-from .events import read_query
-from .longpolling import say
+import logging
+import time
 
+from flask import Blueprint, abort, request, url_for
+
+from . import views
+from .chat import current_chat
+from .config import SSE_RETRY_MS
+from .events import parse_last_received, read_query
+from .metrics import OPEN_CONNECTIONS
+from .stream import Stream
+from .writer import AnsweredOnSocket
+
+log = logging.getLogger(__name__)
 bp = Blueprint("sse", __name__, url_prefix="/sse")
+bp.add_url_rule("/room/messages", "say", views.post_message, methods=["POST"])
 
 
 @bp.get("/room")
 def room():
     room, user, _ = read_query(request.environ)
-    return render_template(
-        "sse_room.html", room=room, user=user,
-        transport="sse", transport_name="server-sent events",
-        post_url=url_for(".say", user=user, room=room),
-        leave_url=url_for("home.index"),
-        max_chars=current_chat().settings.max_message_chars)
+    return views.render_room(
+        room, user, post_url=url_for(".say", user=user, room=room),
+        leave_url=url_for("home.index"))
 
 
-bp.add_url_rule("/room/messages", "say", say, methods=["POST"])
+@bp.get("/room/events")
+def events():
+    """The room's stream; errors before it starts are answered as JSON."""
+    room, user, after = read_query(request.environ)
+    if request.headers.get("Last-Event-ID"):  # what a reconnecting EventSource sends
+        after = parse_last_received(request.headers["Last-Event-ID"])
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        abort(501, "event streams are served by gunicorn (gunicorn -c gunicorn.conf.py wsgi:app)")
+    chat = current_chat()
+    stream = Stream(sock, room, user, chat.settings.send_queue, chat.settings.ping_interval)
+    started = time.monotonic()
+    OPEN_CONNECTIONS.labels(stream.transport).inc()
+    try:
+        with chat.connected(stream, after):
+            stream.start(SSE_RETRY_MS)
+            log.info("sse open", extra={"fields": {"room": room, "user": user}})
+            stream.run()
+    finally:
+        OPEN_CONNECTIONS.labels(stream.transport).dec()
+        log.info("sse closed", extra={"fields": {
+            "room": room, "user": user, "reason": stream.close_reason,
+            "seconds": round(time.monotonic() - started, 1), "events": stream.events_sent}})
+    return AnsweredOnSocket()

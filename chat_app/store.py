@@ -31,7 +31,6 @@ _KEEPALIVE = {
 class Store:
     commands: redis.Redis
     pubsub: redis.Redis
-    embedded: bool
 
 
 def connect(redis_url):
@@ -41,7 +40,7 @@ def connect(redis_url):
 
         server = fakeredis.FakeServer()
         client = fakeredis.FakeRedis(server=server)
-        return Store(commands=client, pubsub=fakeredis.FakeRedis(server=server), embedded=True)
+        return Store(commands=client, pubsub=fakeredis.FakeRedis(server=server))
     pool = redis.BlockingConnectionPool.from_url(
         redis_url,
         max_connections=REDIS_POOL_SIZE,
@@ -58,4 +57,4 @@ def connect(redis_url):
         socket_keepalive_options=_KEEPALIVE,
         retry=Retry(NoBackoff(), 0),
     )
-    return Store(commands=redis.Redis(connection_pool=pool), pubsub=pubsub, embedded=False)
+    return Store(commands=redis.Redis(connection_pool=pool), pubsub=pubsub)

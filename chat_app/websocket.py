@@ -2,7 +2,7 @@
 
 flask-sock routes the socket and simple-websocket does the handshake; from
 then on the connection belongs to a Client (client.py), whose read pump runs
-in this request's greenlet and whose write path the hub shares.
+in this request's greenlet and to which the hub hands the room's batches.
 """
 
 import json
@@ -10,23 +10,18 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, g, render_template, request, url_for
+from flask import Blueprint, abort, g, request, url_for
 from flask_sock import Sock
-from gevent.lock import Semaphore
 
-from . import current_chat
+from . import views
+from .chat import current_chat
 from .client import Client, text_frame
-from .config import JOIN_CONCURRENCY
-from .events import Invalid, parse_text, read_query
-from .hub import ShuttingDown
+from .events import parse_text, read_query
+from .exceptions import Invalid, RateLimited, ShuttingDown, StoreUnavailable
 from .metrics import OPEN_CONNECTIONS, POSTS_REFUSED
-from .room import RateLimited, StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("websocket", __name__, url_prefix="/websocket")
-
-# A storm of new sockets queues here, not on the Redis pool (config.py).
-JOINING = Semaphore(JOIN_CONCURRENCY)
 sock = Sock()
 
 
@@ -50,11 +45,7 @@ SERVER_OPTIONS = {"thread_class": NoReaderThread, "event_class": object}
 @bp.get("/room")
 def room():
     room, user, _ = read_query(request.environ)
-    return render_template(
-        "websocket_room.html", room=room, user=user,
-        transport="websocket", transport_name="WebSocket",
-        post_url="", leave_url=url_for("home.index"),
-        max_chars=current_chat().settings.max_message_chars)
+    return views.render_room(room, user, post_url="", leave_url=url_for("home.index"))
 
 
 @bp.before_request
@@ -95,11 +86,11 @@ def socket(ws):
     # it, and its handshake state (kilobytes a connection) is dropped.
     ws.connected, ws.ws, ws.environ = False, None, None
     started = time.monotonic()
-    OPEN_CONNECTIONS.labels("websocket").inc()
+    OPEN_CONNECTIONS.labels(client.transport).inc()
     try:
         _serve(chat, client)
     finally:
-        OPEN_CONNECTIONS.labels("websocket").dec()
+        OPEN_CONNECTIONS.labels(client.transport).dec()
         log.info("websocket closed", extra={"fields": {
             "room": client.room, "user": client.user, "code": client.close_code,
             "reason": client.close_reason, "seconds": round(time.monotonic() - started, 1),
@@ -108,43 +99,16 @@ def socket(ws):
 
 
 def _serve(chat, client):
-    """Replay and join (a few sockets at a time), read until the socket closes, leave."""
-    with JOINING:
-        refused = _join(chat, client)
-    if refused:
-        return _refuse(client, *refused)
-    log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
+    """Replay and join, read until the socket closes, leave; or close at once
+    (1012 while this process stops, 1011 while Redis is away)."""
     try:
-        client.run(lambda text: _on_text(chat, client, text))
-    finally:
-        chat.hub.detach(client)
-        chat.presence.socket_closed(client.room, client.user)
-    try:
-        chat.rooms.post(client.room, "leave", client.user)
-    except StoreUnavailable:
-        pass
-    return None
-
-
-def _join(chat, client):
-    """Replays the archive, marks the user present, posts the join.
-
-    Returns None, or the (code, reason) to close the socket with.
-    """
-    try:
-        chat.hub.attach(client, g.after)
+        with chat.connected(client, g.after):
+            log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
+            client.run(lambda text: _on_text(chat, client, text))
     except ShuttingDown:
-        return 1012, "server restarting; reconnect"
+        _refuse(client, 1012, "server restarting; reconnect")
     except StoreUnavailable:
-        return 1011, "the chat store is unavailable"
-    chat.presence.socket_opened(client.room, client.user)
-    try:
-        chat.rooms.post(client.room, "join", client.user)
-    except StoreUnavailable:
-        chat.hub.detach(client)
-        chat.presence.socket_closed(client.room, client.user)
-        return 1011, "the chat store is unavailable"
-    return None
+        _refuse(client, 1011, "the chat store is unavailable")
 
 
 def _refuse(client, code, reason):

@@ -4,8 +4,8 @@ The one place that starts them, for the integration tests, the browser tests,
 `make screenshots` and the benchmark (bench/servers.py builds on these
 classes). Each runs on a free port (never 6379) in a session of its own and
 is stopped with SIGTERM, then SIGKILL of its whole process group if anything
-of it is left after a grace period. `Socket` and the Server's `post`, `join`
-and `archive` are the chat as a test client uses it.
+of it is left after a grace period. `Socket`, `EventStream` and the Server's
+`post`, `join` and `archive` are the chat as a test client uses it.
 """
 
 import json
@@ -292,6 +292,81 @@ class Socket:
             self.ws.close(timeout=1)
         except Exception:
             pass
+
+
+class EventStream:
+    """A server-sent events client on a real socket: the answer's head, then events."""
+
+    def __init__(self, port, path, headers=None, timeout=5.0, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:  # a small receive buffer: a reader that stops reading is soon noticed
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buffer = b""
+        self.status, self.headers = self._head()
+        self.body = self._body() if self.status != 200 else None
+
+    def _more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("the stream ended")
+        self.buffer += data
+
+    def _head(self):
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        status, *fields = head.decode().split("\r\n")
+        headers = dict(field.split(": ", 1) for field in fields)
+        return int(status.split()[1]), {k.lower(): v for k, v in headers.items()}
+
+    def _body(self):
+        while len(self.buffer) < int(self.headers["content-length"]):
+            self._more()
+        return json.loads(self.buffer)
+
+    def record(self, timeout=5.0):
+        """The next record's lines (a record ends with a blank line)."""
+        self.sock.settimeout(timeout)
+        while b"\n\n" not in self.buffer:
+            self._more()
+        record, self.buffer = self.buffer.split(b"\n\n", 1)
+        return record.decode().split("\n")
+
+    def recv(self, timeout=5.0):
+        """The next event (a dict), skipping comments and the retry field."""
+        while True:
+            lines = self.record(timeout)
+            data = [line[6:] for line in lines if line.startswith("data: ")]
+            if data:
+                event = json.loads(data[0])
+                assert lines[0] == f"id: {event['id']}", lines
+                return event
+
+    def recv_until(self, predicate, timeout=5.0):
+        """Events up to and including the first that matches predicate."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            seen.append(self.recv(max(0.01, deadline - time.monotonic())))
+            if predicate(seen[-1]):
+                return seen
+
+    def ended(self, timeout=5.0):
+        """Reads until the server closes the stream; the events read meanwhile."""
+        events = []
+        try:
+            while True:
+                events.append(self.recv(timeout))
+        except (EOFError, ConnectionError):
+            return events
+
+    def close(self):
+        self.sock.close()
 
 
 def close_code(data):

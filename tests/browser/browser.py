@@ -22,6 +22,7 @@ TRANSPORTS = {
     "websocket": ("WebSocket", "/websocket/room", 2_000),
     "longpolling": ("Long polling", "/longpolling/room", 2_000),
     "refresh": ("Active refresh", "/refresh/room", 7_000),
+    "sse": ("Server-sent events", "/sse/room", 2_000),
 }
 
 # What Chromium logs when a server it talks to is gone (the restart test only).

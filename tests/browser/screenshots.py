@@ -2,7 +2,7 @@
 `.venv/bin/python -m tests.browser.screenshots`, writes docs/*.png.
 
 It starts a real gunicorn (on the embedded store: no Redis needed), lets a few
-people talk in one room through the three transports in headless Chromium
+people talk in one room through the four transports in headless Chromium
 (someone joins and leaves too), and photographs the welcome page, each room
 page, and the WebSocket page on a phone-sized screen. It fails if any page
 logged an error.
@@ -20,11 +20,12 @@ DOCS = PROJECT / "docs"
 ROOM = "design-review"
 
 # (who, what they say), in order; each person's transport is in PEOPLE.
-PEOPLE = {"ada": "websocket", "bob": "longpolling", "cyd": "refresh"}
+PEOPLE = {"ada": "websocket", "bob": "longpolling", "cyd": "refresh", "fay": "sse"}
 CONVERSATION = [
     ("ada", "Morning all! Did the release go out?"),
     ("bob", "Yes, at 9:40. I'm on long polling and everything arrived."),
     ("cyd", "Same here: my page refreshes every five seconds."),
+    ("fay", "And mine is a server-sent event stream: same messages, same order."),
     ("dan", "Just dropping by: the new build looks great, très bien."),
     ("ada", "A longer message, to see how a bubble wraps when someone has a lot to say: "
             "the archive keeps the newest hundred events of each room, so anyone who "

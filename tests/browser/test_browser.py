@@ -5,9 +5,9 @@ Every person has a fresh browser context; each test fails if any of its pages
 logged a console error or threw an uncaught error (the restart tests alone
 allow the network errors of the server they kill).
 
-The server-sent events page's stream (GET /sse/room/events) is not served yet:
-the tests that need it are skipped ("needs GET /sse/room/events"), and the
-others play the stream in the browser with Playwright's routing (fake_stream).
+A few SSE tests play the stream in the browser with Playwright's routing
+(fake_stream), to show what the page does with answers a healthy server does
+not give.
 """
 
 import json
@@ -19,16 +19,7 @@ from playwright.sync_api import expect
 
 from tests.browser.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
 
-ALL = list(TRANSPORTS)
-# The SSE case of the tests run for each transport: plain "sse" once the stream is served.
-SSE = pytest.param("sse", marks=pytest.mark.skip(reason="needs GET /sse/room/events"))
-BUTTONS = ALL + ["sse"]  # the welcome page's transport buttons, in order
-
-
-@pytest.fixture(autouse=True)
-def sse_transport(monkeypatch):
-    """Person.join and friends know the SSE page (tests/browser.py lists the other three)."""
-    monkeypatch.setitem(TRANSPORTS, "sse", ("Server-sent events", "/sse/room", 2_000))
+BUTTONS = list(TRANSPORTS)  # the welcome page's transport buttons, in order
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def expect_state(people, kind, timeout=5_000):
 
 # --- 1. the welcome page -----------------------------------------------------
 
-@pytest.mark.parametrize("transport", ALL + [SSE])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_the_welcome_page_leads_to_the_room_page_of_each_transport(
         shared_server, people, room_name, transport):
     ada = people("ada").join(shared_server, room_name, transport)
@@ -175,7 +166,7 @@ def at_bottom(person):
         " return log.scrollTop >= log.scrollHeight - log.clientHeight - 2; }", timeout=5_000)
 
 
-@pytest.mark.parametrize("transport", ALL + [SSE])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_new_messages_scroll_into_view_only_when_the_reader_is_at_the_bottom(
         shared_server, people, room_name, transport):
     for i in range(30):
@@ -281,7 +272,7 @@ def test_pages_on_two_server_processes_see_each_other(
 
 # --- 7b. a refused message is not lost ---------------------------------------
 
-@pytest.mark.parametrize("transport", ["websocket", "longpolling", SSE])
+@pytest.mark.parametrize("transport", ["websocket", "longpolling", "sse"])
 def test_a_message_the_rate_limit_refuses_stays_in_the_box_with_the_reason(
         shared_redis, start_server, people, room_name, transport):
     server = start_server(shared_redis.url, CHAT_RATE_BURST=1, CHAT_RATE_PER_SEC=0.001)
@@ -298,7 +289,7 @@ def test_a_message_the_rate_limit_refuses_stays_in_the_box_with_the_reason(
 
 # --- 8. the keyboard alone, and a clean console -------------------------------
 
-@pytest.mark.parametrize("transport", ALL + [SSE])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_the_pages_work_with_the_keyboard_alone(shared_server, people, room_name, transport):
     ada = people("ada")
     page, keys = ada.page, ada.page.keyboard
@@ -328,7 +319,7 @@ def test_the_pages_work_with_the_keyboard_alone(shared_server, people, room_name
 
 # --- a phone-sized screen -----------------------------------------------------
 
-@pytest.mark.parametrize("transport", ALL + [SSE])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_the_pages_fit_a_phone_even_with_long_names_and_words(
         shared_server, people, room_name, transport):
     name, room = "a-nickname-of-thirty-two-chars-x", f"{room_name}-{'x' * 32}"[:32]
@@ -497,7 +488,6 @@ def test_the_welcome_page_fits_a_phone_with_its_four_buttons(shared_server, peop
     assert buttons.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth).length") == 0
 
 
-@pytest.mark.skip(reason="needs GET /sse/room/events")
 def test_an_sse_page_and_a_websocket_page_see_each_others_messages_joins_and_leaves(
         shared_server, people, room_name):
     ada = people("ada").join(shared_server, room_name, "websocket")
@@ -519,7 +509,6 @@ def test_an_sse_page_and_a_websocket_page_see_each_others_messages_joins_and_lea
     ada.leave(shared_server)
 
 
-@pytest.mark.skip(reason="needs GET /sse/room/events")
 def test_an_sse_page_reconnects_after_a_server_restart_and_misses_nothing(
         shared_redis, shared_server, start_server, people, room_name):
     server = start_server(shared_redis.url)

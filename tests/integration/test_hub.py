@@ -8,7 +8,7 @@ from chat_app.hub import Hub
 from chat_app.room import Rooms
 from chat_app.store import connect
 from tests.servers import Socket, wait_until
-from tests.unit.test_hub import FakeClient, post, texts
+from tests.unit.test_hub import FakeListener, post, texts
 
 
 def test_events_published_while_disconnected_are_backfilled(redis_server):
@@ -16,7 +16,7 @@ def test_events_published_while_disconnected_are_backfilled(redis_server):
     settings = Settings(rate_burst=100)
     rooms = Rooms(store.commands, settings)
     hub = Hub(rooms, store.pubsub, settings)
-    client = FakeClient()
+    client = FakeListener()
     hub.attach(client, 0)
     post(rooms, "before")
     wait_until(lambda: len(client.events()) == 1)

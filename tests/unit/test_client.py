@@ -1,5 +1,3 @@
-import socket
-
 import gevent
 import pytest
 from wsproto.connection import Connection, ConnectionType
@@ -50,14 +48,9 @@ def texts(events):
 
 
 @pytest.fixture
-def pair():
-    server, browser = socket.socketpair()
-    for s in (server, browser):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    yield server, Peer(browser)
-    server.close()
-    browser.close()
+def pair(socket_pair):
+    server, browser = socket_pair
+    return server, Peer(browser)
 
 
 def make_client(sock, send_queue=8, max_chars=20):
@@ -77,7 +70,7 @@ def test_send_writes_at_once_without_a_writer(pair):
     sock, peer = pair
     client = make_client(sock)
     client.send(text_frame(b'{"id":1}') + text_frame(b'{"id":2}'), 2)
-    assert client._writer is None and not client._pending
+    assert client.waiting == 0
     assert texts(peer.events(lambda e: texts([e]) == ['{"id":2}'])) == ['{"id":1}', '{"id":2}']
 
 
@@ -86,26 +79,26 @@ def test_what_the_socket_does_not_take_is_drained_by_a_writer_that_then_ends(pai
     client = make_client(sock, send_queue=1000)
     frame = text_frame(b"y" * 3000)
     sent = 0
-    while not client._pending:  # until the socket buffers are full
+    while not client.waiting:  # until the socket buffers are full
         client.send(frame, 1)
         sent += 1
     for _ in range(10):
         client.send(frame, 1)
     sent += 10
-    assert client._writer is not None
+    assert client.waiting == 11
     events = []
     with gevent.Timeout(5):
         while len(texts(events)) < sent:
             events += peer.events(lambda e: isinstance(e, TextMessage) and e.message_finished)
     assert texts(events) == ["y" * 3000] * sent
-    wait_until(lambda: client._writer is None and not client._pending, timeout=2)
+    wait_until(lambda: client.waiting == 0, timeout=2)
 
 
 def test_a_client_that_does_not_read_is_closed_with_1013(pair):
     sock, peer = pair
     client = make_client(sock, send_queue=8)
     frame = text_frame(b"z" * 2000)
-    while not client._pending:  # until the socket buffers are full: 1 event waits
+    while not client.waiting:  # until the socket buffers are full: 1 event waits
         client.send(frame, 1)
     for _ in range(7):
         client.send(frame, 1)

@@ -42,11 +42,7 @@ EMPTY_IS_THE_DEFAULT = [
     "REDIS_URL", "CHAT_ARCHIVE_SIZE", "CHAT_MAX_MESSAGE_CHARS", "CHAT_LONGPOLL_TIMEOUT",
     "CHAT_RATE_BURST", "CHAT_RATE_PER_SEC", "CHAT_SEND_QUEUE", "CHAT_PING_INTERVAL",
     "CHAT_ALLOWED_ORIGINS", "CHAT_PRESENCE_TTL", "CHAT_FANOUT_INTERVAL", "SECRET_KEY",
-    # chat_app/config.py does not do it for these two yet (strict: remove the mark once it does)
-    pytest.param("CHAT_REDIS_PREFIX", marks=pytest.mark.xfail(
-        strict=True, reason="an empty CHAT_REDIS_PREFIX is taken as no prefix")),
-    pytest.param("CHAT_LOG_FORMAT", marks=pytest.mark.xfail(
-        strict=True, reason="an empty CHAT_LOG_FORMAT is refused with a ValueError")),
+    "CHAT_REDIS_PREFIX", "CHAT_LOG_FORMAT",
 ]
 
 # variable, a value it refuses: malformed, or under its minimum

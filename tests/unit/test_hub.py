@@ -1,25 +1,36 @@
+"""The hub with fakeredis: subscriptions, batches, backfill, catch-up, shutdown.
+
+Listeners here are fakes that record the batches handed to them; the
+sequencing itself is tested without the hub in test_sequence.py.
+"""
+
 import json
+import socket
 
 import gevent
 import pytest
 
 from chat_app.config import Settings
-from chat_app.hub import Hub, ShuttingDown, Subscription
-from chat_app.room import StoreUnavailable
+from chat_app.exceptions import ShuttingDown, StoreUnavailable
+from chat_app.hub import Hub, read_batches, sort_replies
+from chat_app.longpoll import LongPoll
 from tests.servers import wait_until
 
 
-class FakeClient:
-    """Records what the hub writes to it, as a WebSocket client would receive it."""
+class FakeListener:
+    """Records the batches the hub hands it, as a WebSocket client would get them."""
+
+    transport = "websocket"
 
     def __init__(self, room="lobby"):
         self.room = room
-        self.sends = []      # (data, events) as given to send
+        self.batches = []
         self.closed = None
         self.pings = 0
 
-    def send(self, data, events=1):
-        self.sends.append((data, events))
+    def deliver(self, batch):
+        self.batches.append(batch)
+        return len(batch)
 
     def close(self, code, reason=""):
         self.closed = code
@@ -28,50 +39,41 @@ class FakeClient:
         self.pings += 1
 
     def events(self):
-        return [e for data, _ in self.sends for e in decode_frames(data)]
-
-
-def decode_frames(data):
-    """Server-to-client text frames back into events."""
-    events, i = [], 0
-    while i < len(data):
-        assert data[i] == 0x81
-        size, i = data[i + 1], i + 2
-        if size == 126:
-            size, i = int.from_bytes(data[i:i + 2], "big"), i + 2
-        elif size == 127:
-            size, i = int.from_bytes(data[i:i + 8], "big"), i + 8
-        events.append(json.loads(data[i:i + size]))
-        i += size
-    return events
+        return [json.loads(raw) for batch in self.batches for _, raw in batch.events]
 
 
 def post(rooms, text, room="lobby", user="ada"):
     return json.loads(rooms.post(room, "message", user, text))["id"]
 
 
-def texts(client):
-    return [e["text"] for e in client.events()]
+def texts(listener):
+    return [e["text"] for e in listener.events()]
+
+
+def poll_body(poll):
+    return json.loads(poll.response().get_data())
 
 
 def test_attach_replays_the_archive_after_last_received_then_streams(hub, rooms):
     ids = [post(rooms, f"old{i}") for i in range(3)]
-    client = FakeClient()
-    hub.attach(client, after=ids[0])
-    assert texts(client) == ["old1", "old2"]
+    listener = FakeListener()
+    hub.attach(listener, after=ids[0])
+    assert texts(listener) == ["old1", "old2"]
+    assert listener.batches[0].replay
     post(rooms, "new")
-    wait_until(lambda: len(client.events()) == 3)
-    assert texts(client) == ["old1", "old2", "new"]
+    wait_until(lambda: len(listener.events()) == 3)
+    assert texts(listener) == ["old1", "old2", "new"]
+    assert not listener.batches[-1].replay
 
 
-def test_every_client_gets_the_same_frame_bytes(hub, rooms):
-    clients = [FakeClient() for _ in range(3)]
-    for client in clients:
-        hub.attach(client, after=0)
+def test_every_listener_gets_the_same_batch(hub, rooms):
+    listeners = [FakeListener() for _ in range(3)]
+    for listener in listeners:
+        hub.attach(listener, after=0)
     post(rooms, "hello")
-    wait_until(lambda: all(c.sends for c in clients))
-    first = clients[0].sends[0][0]
-    assert all(c.sends[0][0] is first for c in clients)  # framed once, shared
+    wait_until(lambda: all(listener.batches for listener in listeners))
+    first = listeners[0].batches[0]
+    assert all(listener.batches[0] is first for listener in listeners)  # encoded once, shared
 
 
 class BufferedConnection:
@@ -89,74 +91,49 @@ class BufferedConnection:
         return self.replies.pop(0)
 
 
-def fed_by_the_test(hub, rooms):
-    """A client of the hub that got "live"; from then on the test feeds the
-    hub's reader itself, with what the returned subscriber sees."""
-    client = FakeClient()
-    hub.attach(client, after=0)
-    post(rooms, "live")
-    wait_until(lambda: client.sends)
-    gevent.killall(hub._greenlets)
-    pubsub = hub._client.pubsub()
-    pubsub.subscribe(rooms.channel("lobby"))
-    pubsub.get_message(timeout=1)
-    return client, pubsub
-
-
-def next_reply(pubsub):
-    """The subscriber's next message, as the hub's connection reads it."""
-    message = pubsub.get_message(timeout=1)
-    return [b"message", message["channel"], message["data"]]
-
-
-def test_messages_already_buffered_go_out_as_one_write(hub, rooms):
-    client, pubsub = fed_by_the_test(hub, rooms)
-    published = []
-    for i in range(5):
-        post(rooms, str(i))
-        published.append(next_reply(pubsub))
+def test_messages_already_buffered_are_read_as_one_batch():
+    replies = [[b"message", b"chat:lobby:events", b"%d %d {}" % (i - 1, i)] for i in range(1, 6)]
+    batches = read_batches(BufferedConnection(replies), interval=0)
+    assert next(batches) == replies
     with pytest.raises(ConnectionError):
-        hub._read(BufferedConnection(published))
-    assert client.sends[1:] == [(client.sends[1][0], 5)]
-    assert texts(client) == ["live", "0", "1", "2", "3", "4"]
+        next(batches)
 
 
-def test_other_pushes_on_the_connection_are_ignored(hub, rooms):
-    client, pubsub = fed_by_the_test(hub, rooms)
-    post(rooms, "after the pushes")
-    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]], next_reply(pubsub)]
-    with pytest.raises(ConnectionError):
-        hub._read(BufferedConnection(replies))
-    assert texts(client) == ["live", "after the pushes"]
+def test_other_pushes_on_the_connection_are_ignored():
+    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]],
+               [b"subscribe", b"chat:a:events", 1], [b"message", b"chat:a:events", b"0 1 {}"],
+               [b"unsubscribe", b"chat:b:events", 0], [b"message", b"chat:a:events", b"1 2 {}"]]
+    assert sort_replies(replies) == ({b"chat:a:events": [b"0 1 {}", b"1 2 {}"]},
+                                     [b"chat:a:events"])
 
 
 def test_a_message_sooner_than_the_interval_waits_for_the_next_fan_out(rooms, fake_redis):
     settings = Settings(fanout_interval=0.5)
     hub = Hub(rooms, fake_redis, settings)
-    client = FakeClient()
-    hub.attach(client, after=0)
+    listener = FakeListener()
+    hub.attach(listener, after=0)
     post(rooms, "alone")
-    wait_until(lambda: len(client.sends) == 1, message="the first message")
+    wait_until(lambda: len(listener.batches) == 1, message="the first message")
     post(rooms, "second")
     post(rooms, "third")
-    wait_until(lambda: len(client.sends) == 2, timeout=2)
-    assert client.sends[1][1] == 2  # both waited for the interval, then went as one write
-    assert texts(client) == ["alone", "second", "third"]
+    wait_until(lambda: len(listener.batches) == 2, timeout=2)
+    assert len(listener.batches[1]) == 2  # both waited for the interval, then went as one batch
+    assert texts(listener) == ["alone", "second", "third"]
     hub.stop()
 
 
 def test_rooms_are_isolated(hub, rooms):
-    a, b = FakeClient("a"), FakeClient("b")
+    a, b = FakeListener("a"), FakeListener("b")
     hub.attach(a, 0)
     hub.attach(b, 0)
     post(rooms, "for a", room="a")
     post(rooms, "for b", room="b")
-    wait_until(lambda: a.sends and b.sends)
+    wait_until(lambda: a.batches and b.batches)
     gevent.sleep(0.05)
     assert texts(a) == ["for a"] and texts(b) == ["for b"]
 
 
-def archive_without_publishing(fake_redis, rooms, room, eid, text):
+def archive_without_publishing(fake_redis, room, eid, text):
     """An event that reached the archive but whose publication was lost."""
     raw = ('{"id":%d,"type":"message","room":"%s","user":"ghost","text":"%s","ts":1}'
            % (eid, room, text)).encode()
@@ -165,21 +142,21 @@ def archive_without_publishing(fake_redis, rooms, room, eid, text):
 
 
 def test_a_missed_publication_is_backfilled_from_the_archive(hub, rooms, fake_redis):
-    client = FakeClient()
-    hub.attach(client, 0)
+    listener = FakeListener()
+    hub.attach(listener, 0)
     first = post(rooms, "first")
-    wait_until(lambda: len(client.events()) == 1)
-    archive_without_publishing(fake_redis, rooms, "lobby", first + 1, "missed")
+    wait_until(lambda: len(listener.events()) == 1)
+    archive_without_publishing(fake_redis, "lobby", first + 1, "missed")
     post(rooms, "third")  # published with prev = the missed id
-    wait_until(lambda: len(client.events()) == 3)
-    assert texts(client) == ["first", "missed", "third"]
+    wait_until(lambda: len(listener.events()) == 3)
+    assert texts(listener) == ["first", "missed", "third"]
 
 
 def test_a_failed_backfill_reconnects_and_backfills_again(hub, rooms, fake_redis, monkeypatch):
-    client = FakeClient()
-    hub.attach(client, 0)
+    listener = FakeListener()
+    hub.attach(listener, 0)
     first = post(rooms, "first")
-    wait_until(lambda: len(client.events()) == 1)
+    wait_until(lambda: len(listener.events()) == 1)
     history = rooms.history
     failures = []
 
@@ -190,38 +167,49 @@ def test_a_failed_backfill_reconnects_and_backfills_again(hub, rooms, fake_redis
         return history(room, after)
 
     monkeypatch.setattr(rooms, "history", history_failing_once)
-    archive_without_publishing(fake_redis, rooms, "lobby", first + 1, "missed")
+    archive_without_publishing(fake_redis, "lobby", first + 1, "missed")
     post(rooms, "third")  # its prev id shows the gap; the backfill fails once
-    wait_until(lambda: len(client.events()) == 3, message="backfill after resubscribing")
+    wait_until(lambda: len(listener.events()) == 3, message="backfill after resubscribing")
     post(rooms, "fourth")
-    wait_until(lambda: len(client.events()) == 4)
+    wait_until(lambda: len(listener.events()) == 4)
     assert failures == ["lobby"]
-    assert texts(client) == ["first", "missed", "third", "fourth"]
+    assert texts(listener) == ["first", "missed", "third", "fourth"]
 
 
-def test_a_client_ahead_of_the_hub_gets_no_duplicates():
-    sub = Subscription("lobby", "chat:lobby:events")
-    hub = Hub(rooms=None, pubsub_client=None, settings=Settings())
-    behind = FakeClient()
-    sub.last_id = 10
-    sub.joining[behind] = joiner = type("J", (), {"mark": 12, "queue": None})()
-    published = [b"%d %d {\"id\":%d,\"text\":\"%d\"}" % (i - 1, i, i, i) for i in (11, 12, 13)]
-    hub._receive(sub, published)
-    assert [e["id"] for e in behind.events()] == [13]
-    assert behind in sub.clients and not sub.joining and joiner.mark == 13
+def test_a_listener_joining_while_events_flow_gets_each_once_in_order(hub, rooms, monkeypatch):
+    post(rooms, "archived")
+    early = FakeListener()
+    hub.attach(early, 0)  # the hub knows the room: a late joiner reads the archive
+    history = rooms.history
+
+    def history_while_posts_arrive(room, after=0):
+        archived = history(room, after)
+        post(rooms, "during 1")
+        post(rooms, "during 2")
+        wait_until(lambda: len(early.events()) == 3, message="the hub to deliver them")
+        return archived
+
+    monkeypatch.setattr(rooms, "history", history_while_posts_arrive)
+    late = FakeListener()
+    hub.attach(late, 0)
+    monkeypatch.setattr(rooms, "history", history)
+    post(rooms, "after")
+    wait_until(lambda: len(late.events()) == 4)
+    assert texts(late) == ["archived", "during 1", "during 2", "after"]
+    assert len(late.batches) == 2  # the replay (archive and what came meanwhile), then live
 
 
 def test_long_poll_answers_at_once_from_the_archive(hub, rooms):
     ids = [post(rooms, str(i)) for i in range(3)]
-    body = hub.wait("lobby", after=ids[0], timeout=5)
-    assert [e["id"] for e in json.loads(body)] == ids[1:]
+    poll = LongPoll("lobby", {})
+    hub.attach(poll, after=ids[0])
+    assert [e["id"] for e in poll_body(poll)] == ids[1:]
 
 
 def test_events_delivered_while_a_long_poll_reads_the_archive_join_its_one_answer(
         hub, rooms, monkeypatch):
-    import socket as socketlib
     post(rooms, "archived")
-    listener = FakeClient()
+    listener = FakeListener()
     hub.attach(listener, 0)  # the hub knows the room's newest id: polls read the archive
     wait_until(lambda: len(listener.events()) == 1)
     history = rooms.history
@@ -233,11 +221,15 @@ def test_events_delivered_while_a_long_poll_reads_the_archive_join_its_one_answe
         return archived
 
     monkeypatch.setattr(rooms, "history", history_while_a_post_arrives)
-    server_end, client_end = socketlib.socketpair()
-    body = hub.wait("lobby", after=0, timeout=5, fd=server_end.fileno())
-    assert [e["text"] for e in json.loads(body)] == ["archived", "new"]
+    server_end, client_end = socket.socketpair()
+    poll = LongPoll("lobby", {"SERVER_PROTOCOL": "HTTP/1.1", "gunicorn.socket": server_end})
+    hub.attach(poll, after=0)
+    poll.response()
     client_end.setblocking(False)
-    with pytest.raises(BlockingIOError):  # the hub wrote no answer of its own
+    answer = client_end.recv(65536)
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert [e["text"] for e in body] == ["archived", "new"]
+    with pytest.raises(BlockingIOError):  # one answer, nothing after it
         client_end.recv(1)
     server_end.close()
     client_end.close()
@@ -245,76 +237,76 @@ def test_events_delivered_while_a_long_poll_reads_the_archive_join_its_one_answe
 
 def test_long_poll_waits_for_the_next_events(hub, rooms):
     last = post(rooms, "seen")
-    waiters = [gevent.spawn(hub.wait, "lobby", last, 5) for _ in range(3)]
+    polls = [LongPoll("lobby", {}) for _ in range(3)]
+    for poll in polls:
+        hub.attach(poll, last)
+    waiting = [gevent.spawn(poll.wait, 5) for poll in polls]
     gevent.sleep(0.05)
-    assert not any(w.ready() for w in waiters)
+    assert not any(w.ready() for w in waiting)
     new = post(rooms, "new")
-    bodies = [w.get(timeout=5) for w in waiters]
+    gevent.joinall(waiting, timeout=5, raise_error=True)
+    bodies = [poll.response().response[0] for poll in polls]
     assert [e["id"] for e in json.loads(bodies[0])] == [new]
-    assert bodies[1] is bodies[0] and bodies[2] is bodies[0]  # one body per lastReceived
+    assert bodies[1] is bodies[0] and bodies[2] is bodies[0]  # one body per batch, shared
 
 
 def test_long_poll_times_out_with_an_empty_array(hub, rooms):
     last = post(rooms, "seen")
-    assert hub.wait("lobby", last, timeout=0.1) == b"[]"
+    poll = LongPoll("lobby", {})
+    hub.attach(poll, last)
+    poll.wait(0.1)
+    assert poll_body(poll) == []
 
 
-def test_last_listener_leaving_unsubscribes(hub, rooms):
-    client = FakeClient()
-    hub.attach(client, 0)
-    assert "lobby" in hub._subs
-    hub.detach(client)
-    assert hub._subs == {} and hub._by_channel == {}
+def test_last_listener_leaving_unsubscribes(hub, rooms, fake_redis):
+    listener = FakeListener()
+    hub.attach(listener, 0)
+    channel = rooms.channel("lobby")
+    assert fake_redis.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    hub.detach(listener)
+    assert list(hub.listeners()) == []
+    wait_until(lambda: fake_redis.pubsub_numsub(channel) == [(channel.encode(), 0)])
     post(rooms, "nobody listens")
     gevent.sleep(0.05)
-    assert client.events() == []
+    assert listener.events() == []
 
 
 def test_shutdown_closes_sockets_with_1012_and_answers_polls(hub, rooms):
-    client = FakeClient()
-    hub.attach(client, 0)
+    listener = FakeListener()
+    hub.attach(listener, 0)
     last = post(rooms, "x")
-    waiter = gevent.spawn(hub.wait, "lobby", last + 10**9, 30)
+    poll = LongPoll("lobby", {})
+    hub.attach(poll, last + 10**9)
+    waiting = gevent.spawn(poll.wait, 30)
     gevent.sleep(0.05)
     hub.shutdown()
-    assert client.closed == 1012
-    assert waiter.get(timeout=2) == b"[]"
+    assert listener.closed == 1012
+    waiting.get(timeout=2)
+    assert poll_body(poll) == []
     with pytest.raises(ShuttingDown):
-        hub.attach(FakeClient(), 0)
-    assert hub.wait("lobby", 0, 30) == b"[]"
+        hub.attach(FakeListener(), 0)
+    with pytest.raises(ShuttingDown):
+        hub.attach(LongPoll("lobby", {}), 0)
 
 
-def test_clients_are_pinged_every_interval(rooms, fake_redis):
+def test_listeners_are_pinged_every_interval(rooms, fake_redis):
     hub = Hub(rooms, fake_redis, Settings(ping_interval=0.05))
-    client = FakeClient()
-    hub.attach(client, 0)
-    wait_until(lambda: client.pings >= 2, timeout=2)
+    listener = FakeListener()
+    hub.attach(listener, 0)
+    wait_until(lambda: listener.pings >= 2, timeout=2)
     hub.stop()
 
 
-def test_a_long_poll_answer_the_socket_cannot_take_whole_is_finished_by_its_request():
-    import socket as socketlib
+def test_delivered_events_are_counted_once_per_batch_by_transport(hub, rooms):
+    from chat_app.metrics import FRAMES_DELIVERED
 
-    from chat_app.hub import Answered, Waiter, http_answer
-    server_end, client_end = socketlib.socketpair()
-    for end in (server_end, client_end):
-        end.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_SNDBUF, 4096)
-        end.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
-    sub = Subscription("lobby", "chat:lobby:events")
-    hub = Hub(rooms=None, pubsub_client=None, settings=Settings())
-    waiter = Waiter(after=0, fd=server_end.fileno(), keep_alive=True)
-    waiter.queue = None  # done with the archive: the hub answers it
-    sub.waiters.add(waiter)
-    events = [(i, b'{"id":%d,"text":"%s"}' % (i, b"x" * 1000)) for i in range(1, 101)]
-    hub._answer(sub, events)
-    answer = waiter.result.get(timeout=1)
-    assert isinstance(answer, Answered) and 0 < len(answer.rest) < 100 * 1000
-    expected = http_answer(b"[" + b",".join(raw for _, raw in events) + b"]", keep_alive=True)
-    finishing = gevent.spawn(server_end.sendall, answer.rest)  # what the request's greenlet does
-    received = b""
-    while len(received) < len(expected):
-        received += client_end.recv(65536)
-    finishing.get(timeout=5)
-    assert received == expected and not sub.waiters
-    server_end.close()
-    client_end.close()
+    def delivered():
+        return FRAMES_DELIVERED.labels("websocket")._value.get()
+
+    before = delivered()
+    listeners = [FakeListener() for _ in range(3)]
+    for listener in listeners:
+        hub.attach(listener, 0)
+    post(rooms, "counted")
+    wait_until(lambda: all(listener.batches for listener in listeners))
+    assert delivered() - before == 3

@@ -121,7 +121,8 @@ def test_a_poll_that_ends_after_its_user_left_does_not_bring_them_back(http, app
     poll = gevent.spawn(app.test_client().get,
                         f"/longpolling/room/messages?user=fay&room=p3&lastReceived={last}")
     hub = app.extensions["chat"].hub
-    wait_until(lambda: "p3" in hub._subs and hub._subs["p3"].waiters, message="the poll to wait")
+    wait_until(lambda: any(listener.room == "p3" for listener in hub.listeners()),
+               message="the poll to wait")
     http.get("/longpolling/room/leave?user=fay&room=p3")  # wakes the poll with fay's leave
     assert poll.get(timeout=5).status_code == 200
     wait_until(lambda: not presence._seen, timeout=3, message="the batch to be written")
