@@ -84,10 +84,12 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Chains gunicorn's SIGTERM handler with the hub's graceful shutdown."""
+    """Starts the hub (so /healthz reflects its subscription from the start), and
+    chains gunicorn's SIGTERM handler with the hub's graceful shutdown."""
     import gevent
 
     hub = worker.wsgi.extensions["chat"].hub
+    hub.start()
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):

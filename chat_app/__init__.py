@@ -48,6 +48,7 @@ def create_app(settings=None):
     )
     from .chat import Chat
     from .config import FORM_SLACK_BYTES, Settings
+    from .control import Control
     from .hub import Hub
     from .room import Rooms
 
@@ -63,8 +64,9 @@ def create_app(settings=None):
     )
     connections = store.connect(settings.redis_url)
     rooms = Rooms(connections.commands, settings)
+    control = Control(connections.commands, settings)
     app.extensions["chat"] = Chat(
-        settings, rooms, Hub(rooms, connections.pubsub, settings),
+        settings, rooms, Hub(rooms, connections.pubsub, settings, control), control,
         presence.Presence(connections.commands, settings))
     for module in (home, refresh, longpolling, websocket, sse, presence, metrics):
         app.register_blueprint(module.bp)

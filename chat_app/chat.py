@@ -16,6 +16,7 @@ from .exceptions import StoreUnavailable
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .control import Control
     from .hub import Hub
     from .presence import Presence
     from .room import Rooms
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Chat:
-    """The settings, the rooms in Redis, this process's hub, and presence."""
+    """The settings, the rooms in Redis, this process's hub, the requests to
+    every process's hub, and presence."""
 
     settings: "Settings"
     rooms: "Rooms"
     hub: "Hub"
+    control: "Control"
     presence: "Presence"
     # A storm of new sockets and streams queues here, not on the Redis pool.
     joining: Semaphore = field(default_factory=lambda: Semaphore(JOIN_CONCURRENCY))

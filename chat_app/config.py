@@ -16,6 +16,9 @@ REDIS_TIMEOUT = 5.0           # seconds a Redis command or connect may take befo
 PUBSUB_BATCH_MAX = 2000       # pub/sub messages fanned out in one batch, at most
 PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub connection
 PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts
+PUBSUB_PING_INTERVAL = 1.0    # seconds between PINGs on the pub/sub connection (a silent one is replaced)
+PUBSUB_SILENCE = 3.0          # seconds without a reply before the pub/sub connection is replaced
+HEALTH_WAIT = 1.0             # seconds /healthz waits for this process's subscription to be up
 RECONNECT_WAIT = 1.0          # seconds a listener waits for a reconnect attempt while Redis is away
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
 READ_BYTES = 4096             # bytes read from a WebSocket or event stream per receive call
@@ -24,6 +27,8 @@ CLOSE_GRACE = 5.0             # seconds a closing WebSocket or stream may take t
 SSE_RETRY_MS = 1000           # how long a browser waits before reopening a dropped event stream
 WS_FRAME_SLACK_BYTES = 65536  # bytes a message frame may carry beyond 4 per allowed char
 FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed char
+CONTROL_WAIT = 1.0            # seconds a control request (a disconnect) waits for every process's answer
+CONTROL_REPLY_TTL = 10        # seconds an unread answer to a control request is kept in Redis
 PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process (at most TTL/4)
 
 # Headers of every answer: the pages run only their own scripts and styles,

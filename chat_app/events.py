@@ -1,8 +1,9 @@
 """The event and the names in it: validation at the edge, and the JSON form.
 
-An event is one JSON object, {"id", "type", "room", "user", "text", "ts"}, in
-that order. The post script (room.py) writes the id and ts around the middle
-fields that `event_fields` encodes here, so every stored, published and
+An event is one JSON object, {"id", "type", "room", "user", "text", "ts",
+"prev"}, in that order. The post script (room.py) writes the id, ts and prev
+(the id of the room's event before it, 0 when the store knew none) around the
+middle fields that `event_fields` encodes here, so every stored, published and
 delivered event starts with `{"id":<digits>,`.
 """
 

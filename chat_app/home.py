@@ -3,6 +3,7 @@
 from flask import Blueprint, jsonify, render_template
 
 from .chat import current_chat
+from .config import HEALTH_WAIT
 
 bp = Blueprint("home", __name__)
 
@@ -14,6 +15,10 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
-    if current_chat().rooms.healthy():
+    """200 while this process can post (Redis answers) and deliver (its
+    subscription is up); a hub not yet started is given HEALTH_WAIT to connect."""
+    chat = current_chat()
+    chat.hub.start()
+    if chat.hub.connected.wait(HEALTH_WAIT) and chat.rooms.healthy():
         return jsonify(status="ok")
     return jsonify(status="unavailable"), 503

@@ -18,6 +18,7 @@ reader reconnects with backoff, resubscribes and backfills.
 
 import logging
 import time
+from collections import Counter
 
 import gevent
 import redis
@@ -28,11 +29,14 @@ from .config import (
     PUBSUB_BACKOFF_MAX,
     PUBSUB_BACKOFF_MIN,
     PUBSUB_BATCH_MAX,
+    PUBSUB_PING_INTERVAL,
+    PUBSUB_SILENCE,
     RECONNECT_WAIT,
     SUBSCRIBE_TIMEOUT,
 )
+from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
-from .metrics import FRAMES_DELIVERED, REDIS_ERRORS
+from .metrics import FRAMES_DELIVERED, HUB_ERRORS, REDIS_ERRORS
 from .sequence import Batch, CatchUp, Sequence, parse_published
 
 log = logging.getLogger(__name__)
@@ -99,16 +103,18 @@ def read_batches(conn, interval):
 class Hub:
     """Owns this process's pub/sub connection; the only reader of it."""
 
-    def __init__(self, rooms, pubsub_client, settings):
+    def __init__(self, rooms, pubsub_client, settings, control):
         self._rooms = rooms
         self._client = pubsub_client
+        self._control = control   # requests from other processes: control.py
         self._ping_interval = settings.ping_interval
         self._fanout_interval = settings.fanout_interval
-        self._control = f"{settings.redis_prefix}hub"
         self._subs = {}          # room -> Subscription
         self._by_channel = {}    # channel (bytes) -> Subscription
         self._lock = Semaphore()  # orders (un)subscribe commands like _subs changes
         self._conn = None         # the pub/sub connection, while it is up
+        self._unconfirmed = Counter()  # channel -> SUBSCRIBEs sent on _conn, not yet confirmed
+        self._heard_at = 0.0      # when _conn last gave a reply (time.monotonic())
         self._greenlets = []
         self._stopping = False
         self._failing = Event()   # set while the last connection attempt has failed
@@ -118,7 +124,10 @@ class Hub:
     def start(self):
         if not self._greenlets:
             self._greenlets = [gevent.spawn(self._read_forever),
-                               gevent.spawn(self._ping_forever)]
+                               gevent.spawn(self._supervised, self._ping_listeners,
+                                            self._ping_interval),
+                               gevent.spawn(self._supervised, self._watch_connection,
+                                            PUBSUB_PING_INTERVAL)]
 
     def stop(self):
         """Stops the reader and the pinger."""
@@ -160,6 +169,17 @@ class Hub:
         for sub in list(self._subs.values()):
             yield from sub.listeners()
 
+    def close_user(self, room, user, code, reason):
+        """Closes user's WebSockets and streams in room, in this process; how many."""
+        sub = self._subs.get(room)
+        if sub is None:
+            return 0
+        closing = [listener for listener in sub.listeners()
+                   if listener.user == user and listener.transport != "longpolling"]
+        for listener in closing:
+            listener.close(code, reason)
+        return len(closing)
+
     def shutdown(self):
         """Closes every listener with 1012; new ones are refused with ShuttingDown."""
         self._stopping = True
@@ -179,7 +199,8 @@ class Hub:
             if sub is None:
                 sub = self._subs[room] = Subscription(room, self._rooms.channel(room))
                 self._by_channel[sub.channel.encode()] = sub
-                self._command("SUBSCRIBE", sub.channel)
+                if self._command("SUBSCRIBE", sub.channel):
+                    self._unconfirmed[sub.channel.encode()] += 1
             sub.users += 1
         # Confirmed, or the connection failed (no need to wait out the timeout then).
         gevent.wait([sub.ready, self._failing], count=1, timeout=SUBSCRIBE_TIMEOUT)
@@ -196,19 +217,26 @@ class Hub:
                 del self._by_channel[sub.channel.encode()]
                 self._command("UNSUBSCRIBE", sub.channel)
 
-    def _command(self, name, channel):
-        """Sends (UN)SUBSCRIBE; if the connection is down, the reader resubscribes."""
+    def _command(self, name, *args):
+        """Sends a command on the pub/sub connection; whether it was sent.
+
+        If the connection is down, the reader resubscribes when it is back.
+        """
         conn = self._conn
         if conn is None:
-            return
+            return False
         try:
-            conn.send_command(name, channel)
+            conn.send_command(name, *args)
         except (redis.RedisError, OSError) as exc:
-            log.debug("%s %s failed: %s", name, channel, exc)
+            log.debug("%s %s failed: %s", name, args, exc)
+            return False
+        return True
 
     # --- the pub/sub reader -------------------------------------------------------
 
     def _read_forever(self):
+        """The reader: whatever ends a connection (Redis going away, or a bug
+        here) is followed by a new one, resubscribed and backfilled."""
         backoff = PUBSUB_BACKOFF_MIN
         while True:
             try:
@@ -220,12 +248,15 @@ class Hub:
                 REDIS_ERRORS.inc()
                 if not self._failing.is_set():
                     log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
-                self._failing.set()
-                self._close()
-                self._retry_now.clear()
-                gevent.sleep(PUBSUB_BACKOFF_MIN)
-                self._retry_now.wait(backoff - PUBSUB_BACKOFF_MIN)  # a listener may cut it short
-                backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
+            except Exception:
+                HUB_ERRORS.inc()
+                log.exception("the pub/sub reader failed; reconnecting")
+            self._failing.set()
+            self._close()
+            self._retry_now.clear()
+            gevent.sleep(PUBSUB_BACKOFF_MIN)
+            self._retry_now.wait(backoff - PUBSUB_BACKOFF_MIN)  # a listener may cut it short
+            backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
 
     def _open(self):
         """A new pub/sub connection, subscribed to the control channel and every room.
@@ -238,8 +269,10 @@ class Hub:
         conn = pool.get_connection()
         try:
             with self._lock:
-                conn.send_command("SUBSCRIBE", self._control,
-                                  *[s.channel for s in self._subs.values()])
+                channels = [self._control.channel, *[s.channel for s in self._subs.values()]]
+                conn.send_command("SUBSCRIBE", *channels)
+                self._unconfirmed = Counter(channel.encode() for channel in channels)
+                self._heard_at = time.monotonic()
                 self._conn = conn
         except BaseException:
             conn.disconnect()
@@ -258,9 +291,16 @@ class Hub:
             self._client.connection_pool.release(conn)
 
     def _dispatch(self, replies):
+        self._heard_at = time.monotonic()
         published, confirmed = sort_replies(replies)
         for channel in confirmed:
-            if channel == self._control.encode():
+            # A room unsubscribed and subscribed again has two SUBSCRIBEs in
+            # flight: it is ready when the last one is confirmed, not the first.
+            self._unconfirmed[channel] -= 1
+            if self._unconfirmed[channel] > 0:
+                continue
+            del self._unconfirmed[channel]
+            if channel == self._control.channel.encode():
                 if self._failing.is_set():
                     log.warning("redis pub/sub connection re-established")
                 self._failing.clear()
@@ -268,9 +308,23 @@ class Hub:
             elif channel in self._by_channel:
                 self._subscribed(self._by_channel[channel])
         for channel, messages in published.items():
+            if channel == self._control.channel.encode():
+                for data in messages:
+                    self._on_control(data)
+                continue
             sub = self._by_channel.get(channel)
             if sub is not None and sub.ready.is_set():
                 self._receive(sub, messages)
+
+    def _on_control(self, data):
+        """A request published on the control channel: acted on, and answered."""
+        request = parse_request(data)
+        if request is None:
+            log.warning("ignoring a malformed control message")
+            return
+        room, user, reply = request
+        count = self.close_user(room, user, 1008, "disconnected by the server")
+        gevent.spawn(self._control.answer, reply, count)
 
     def _subscribed(self, sub):
         """Redis confirmed a subscription: backfill what it may have missed."""
@@ -282,7 +336,13 @@ class Hub:
     def _receive(self, sub, messages):
         """Delivers published messages in id order, once, filling gaps from the archive."""
         sequence, events = sub.sequence, []
-        for prev, eid, raw in map(parse_published, messages):
+        for data in messages:
+            try:
+                prev, eid, raw = parse_published(data)
+            except ValueError:  # not from the post script: one bad message never stops a room
+                HUB_ERRORS.inc()
+                log.warning("ignoring a malformed message on %s", sub.channel)
+                continue
             if sequence.gap_before(prev):
                 events += sequence.accept(self._rooms.history(sub.room, sequence.last_id))
             events += sequence.accept([(eid, raw)])
@@ -296,14 +356,24 @@ class Hub:
         batch = Batch(events)
         for transport, group in sub.current.items():
             delivered = 0
-            for listener in group:
-                delivered += listener.deliver(batch)
+            for listener in list(group):
+                delivered += self._deliver(listener, batch)
             FRAMES_DELIVERED.labels(transport).inc(delivered)
         for listener, catch_up in list(sub.joining.items()):
             fresh = catch_up.live(batch)
             if fresh is not None:
-                FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(fresh))
+                FRAMES_DELIVERED.labels(listener.transport).inc(self._deliver(listener, fresh))
             self._promote(sub, listener, catch_up)
+
+    def _deliver(self, listener, batch):
+        """Hands a listener a batch; a listener that fails is closed, not the room."""
+        try:
+            return listener.deliver(batch)
+        except Exception:
+            HUB_ERRORS.inc()
+            log.exception("a %s listener failed; closing it", listener.transport)
+            listener.close(1011, "internal error")
+            return 0
 
     def _promote(self, sub, listener, catch_up):
         """A listener that has caught up with the room gets whole batches from now on."""
@@ -313,9 +383,30 @@ class Hub:
 
     # --- keepalive -----------------------------------------------------------------
 
-    def _ping_forever(self):
-        """Pings every listener each interval (a WebSocket silent for a whole one is closed)."""
+    def _supervised(self, tick, interval):
+        """Runs tick every interval; an error is logged and counted, and the next tick runs."""
         while True:
-            gevent.sleep(self._ping_interval)
-            for listener in self.listeners():
-                listener.ping()
+            gevent.sleep(interval)
+            try:
+                tick()
+            except Exception:
+                HUB_ERRORS.inc()
+                log.exception("%s failed", tick.__name__)
+
+    def _ping_listeners(self):
+        """Pings every listener (a WebSocket silent for a whole interval is closed)."""
+        for listener in self.listeners():
+            listener.ping()
+
+    def _watch_connection(self):
+        """PINGs the pub/sub connection; one silent for PUBSUB_SILENCE (a stalled
+        or partitioned Redis, a half-dead connection) is dropped, so the reader
+        makes a new one, resubscribes and backfills."""
+        if self._conn is None:
+            return
+        if time.monotonic() - self._heard_at > PUBSUB_SILENCE:
+            REDIS_ERRORS.inc()
+            log.warning("redis pub/sub connection silent for %.0f s; reconnecting", PUBSUB_SILENCE)
+            self._close()
+        else:
+            self._command("PING")

@@ -41,8 +41,9 @@ class LongPoll:
 
     transport = "longpolling"
 
-    def __init__(self, room, environ):
+    def __init__(self, room, environ, user=None):
         self.room = room
+        self.user = user
         self._sock = environ.get("gunicorn.socket")  # None under the test client
         self._keep_alive = keeps_alive(environ)
         self._answered = Event()

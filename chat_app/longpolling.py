@@ -31,7 +31,7 @@ def messages():
     chat = current_chat()
     if user is not None:
         began = chat.presence.seen(room, user)
-    poll = LongPoll(room, request.environ)
+    poll = LongPoll(room, request.environ, user)
     OPEN_CONNECTIONS.labels(poll.transport).inc()
     try:
         chat.hub.attach(poll, after)

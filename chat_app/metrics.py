@@ -31,6 +31,8 @@ SLOW_CLIENTS_CLOSED = Counter("chat_slow_clients_closed",
                               "WebSockets (closed with 1013) and event streams ended for reading too slowly")
 POSTS_REFUSED = Counter("chat_posts_refused", "Posts refused, by reason", ["reason"])
 REDIS_ERRORS = Counter("chat_redis_errors", "Redis commands or connections that failed")
+HUB_ERRORS = Counter("chat_hub_errors",
+                     "Unexpected errors in the hub (a bad message, a failing listener, a bug)")
 POST_SECONDS = Histogram("chat_post_seconds", "Time to post an event (one Redis round trip)",
                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                   0.5, 1, 2.5, 5))

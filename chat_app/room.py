@@ -21,7 +21,8 @@ from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
 # Returns the event's JSON, or false when the rate limit refuses it.
 # The id is max(last + 1, Redis time in microseconds): above every id handed
 # out before, also after Redis restarts empty (unless a room sustained more
-# than a million posts a second).
+# than a million posts a second). The event's prev is the last id (0 when
+# Redis knew none), so the events of a room form a chain and a gap shows.
 POST_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -42,7 +43,8 @@ if KEYS[3] then
 end
 local last = tonumber(redis.call('GET', KEYS[1])) or 0
 local id = math.max(last + 1, now)
-local event = string.format('{"id":%d,%s,"ts":%d}', id, ARGV[1], math.floor(now / 1000))
+local event = string.format('{"id":%d,%s,"ts":%d,"prev":%d}',
+                            id, ARGV[1], math.floor(now / 1000), last)
 redis.call('SET', KEYS[1], string.format('%d', id))
 redis.call('RPUSH', KEYS[2], event)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)

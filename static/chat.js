@@ -29,6 +29,7 @@ const Chat = (() => {
     li.classList.add(`event-${event.type}`);
     li.classList.toggle("mine", mine);
     li.dataset.id = event.id;
+    li.dataset.prev = event.prev;
     li.dataset.user = event.user;
     li.querySelector(".user").textContent = mine ? "you" : event.user;
     li.querySelector(".text").textContent =
@@ -46,13 +47,29 @@ const Chat = (() => {
     const follow = atBottom();
     for (const node of nodes) {
       node.querySelectorAll("time[data-ts]").forEach(showLocalTime);
+      if (followsAGap(node)) log.appendChild(gapNote());
       log.appendChild(node);
     }
     if (follow) log.scrollTop = log.scrollHeight - log.clientHeight;
   }
 
+  // Every event names the one before it (prev). One that does not follow the
+  // newest shown comes after events no longer archived (trimmed, or lost with
+  // the server's data): the page says so there, instead of hiding the gap.
+  function followsAGap(node) {
+    const newest = lastId();
+    return newest > 0 && Number(node.dataset.prev) !== newest;
+  }
+
+  function gapNote() {
+    const li = document.createElement("li");
+    li.className = "gap";
+    li.textContent = "Earlier messages may be missing here.";
+    return li;
+  }
+
   function lastId() {
-    const last = log.lastElementChild;
+    const last = log.lastElementChild;  // a gap note is always followed by an event
     return last ? Number(last.dataset.id) : 0;
   }
 

@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 
 from chat_app import create_app  # noqa: E402
 from chat_app.config import Settings  # noqa: E402
+from chat_app.control import Control  # noqa: E402
 from chat_app.hub import Hub  # noqa: E402
 from chat_app.room import Rooms  # noqa: E402
 
@@ -57,7 +58,7 @@ def rooms(fake_redis, settings):
 
 @pytest.fixture
 def hub(rooms, fake_redis, settings):
-    hub = Hub(rooms, fake_redis, settings)
+    hub = Hub(rooms, fake_redis, settings, Control(fake_redis, settings))
     yield hub
     hub.stop()
 

@@ -4,6 +4,7 @@ import gevent
 import requests
 
 from chat_app.config import Settings
+from chat_app.control import Control
 from chat_app.hub import Hub
 from chat_app.room import Rooms
 from chat_app.store import connect
@@ -15,7 +16,7 @@ def test_events_published_while_disconnected_are_backfilled(redis_server):
     store = connect(redis_server.url)
     settings = Settings(rate_burst=100)
     rooms = Rooms(store.commands, settings)
-    hub = Hub(rooms, store.pubsub, settings)
+    hub = Hub(rooms, store.pubsub, settings, Control(store.commands, settings))
     client = FakeListener()
     hub.attach(client, 0)
     post(rooms, "before")

@@ -11,6 +11,7 @@ import gevent
 import pytest
 
 from chat_app.config import Settings
+from chat_app.control import Control
 from chat_app.exceptions import ShuttingDown, StoreUnavailable
 from chat_app.hub import Hub, read_batches, sort_replies
 from chat_app.longpoll import LongPoll
@@ -109,7 +110,7 @@ def test_other_pushes_on_the_connection_are_ignored():
 
 def test_a_message_sooner_than_the_interval_waits_for_the_next_fan_out(rooms, fake_redis):
     settings = Settings(fanout_interval=0.5)
-    hub = Hub(rooms, fake_redis, settings)
+    hub = Hub(rooms, fake_redis, settings, Control(fake_redis, settings))
     listener = FakeListener()
     hub.attach(listener, after=0)
     post(rooms, "alone")
@@ -290,7 +291,8 @@ def test_shutdown_closes_sockets_with_1012_and_answers_polls(hub, rooms):
 
 
 def test_listeners_are_pinged_every_interval(rooms, fake_redis):
-    hub = Hub(rooms, fake_redis, Settings(ping_interval=0.05))
+    settings = Settings(ping_interval=0.05)
+    hub = Hub(rooms, fake_redis, settings, Control(fake_redis, settings))
     listener = FakeListener()
     hub.attach(listener, 0)
     wait_until(lambda: listener.pings >= 2, timeout=2)

@@ -29,7 +29,7 @@ def test_the_page_loads_its_script(http):
 def test_post_answers_201_with_the_event(http):
     event = post(http, "l3", "  hi  ")
     assert event["type"] == "message" and event["text"] == "hi" and event["user"] == "ada"
-    assert set(event) == {"id", "type", "room", "user", "text", "ts"}
+    assert set(event) == {"id", "type", "room", "user", "text", "ts", "prev"}
 
 
 def test_post_accepts_a_json_body(http):

@@ -11,10 +11,20 @@ from tests.servers import free_port, wait_until
 def test_post_returns_the_event_and_archives_it(rooms):
     raw = rooms.post("lobby", "message", "ada", "hello <b>")
     event = json.loads(raw)
-    assert list(event) == ["id", "type", "room", "user", "text", "ts"]
+    assert list(event) == ["id", "type", "room", "user", "text", "ts", "prev"]
     assert event["type"] == "message" and event["text"] == "hello <b>"
     assert abs(event["ts"] - event["id"] // 1000) < 5_000  # ts in ms, id in µs of the same clock
     assert rooms.history("lobby") == [(event["id"], raw)]
+
+
+def test_each_event_names_its_predecessor_as_prev(rooms, fake_redis):
+    first, second, third = (json.loads(rooms.post("lobby", kind, "ada", text))
+                            for kind, text in (("join", ""), ("message", "hi"), ("leave", "")))
+    assert first["prev"] == 0  # a new room
+    assert second["prev"] == first["id"] and third["prev"] == second["id"]
+    fake_redis.flushall()  # Redis lost its data: the chain starts again, visibly
+    after = json.loads(rooms.post("lobby", "message", "ada", "again"))
+    assert after["prev"] == 0 and after["id"] > third["id"]
 
 
 def test_ids_strictly_increase_and_history_is_oldest_first(rooms):
