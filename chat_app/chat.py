@@ -4,7 +4,6 @@ As flaskr's db.get_db: create_app builds one Chat and keeps it in the app's
 extensions; a view calls current_chat(). Nothing here imports the package.
 """
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,16 +45,11 @@ class Chat:
         self.presence.left(room, user)
         self.rooms.post(room, "leave", user)
 
-    @contextmanager
-    def connected(self, listener, after):
-        """A WebSocket's or a stream's time in its room.
-
-        Before the block: the listener gets the archive after `after` and from
-        then on every new event; its user is present, and their join posted.
-        After it: the listener is detached, and the user's leave posted.
-        Raises StoreUnavailable or ShuttingDown (before the block) when the
-        listener cannot be attached or the join cannot be posted.
-        """
+    def join(self, listener, after):
+        """A WebSocket or a stream enters its room: from now on it gets the
+        archive after `after`, then every new event; its user is present, and
+        their join posted. Raises StoreUnavailable or ShuttingDown when that
+        cannot be done (the listener is then not attached)."""
         room, user = listener.room, listener.user
         with self.joining:
             self.hub.attach(listener, after)
@@ -63,19 +57,19 @@ class Chat:
             try:
                 self.rooms.post(room, "join", user)
             except StoreUnavailable:
-                self.hub.detach(listener)
-                self.presence.socket_closed(room, user)
+                self.leave(listener, post_leave=False)
                 raise
-        try:
-            yield
-        finally:
-            self.hub.detach(listener)
-            self.presence.socket_closed(room, user)
+
+    def leave(self, listener, post_leave=True):
+        """The connection of a listener that `join` attached has ended: it is
+        detached, and its user's leave posted (if Redis answers)."""
+        self.hub.detach(listener)
+        self.presence.socket_closed(listener.room, listener.user)
+        if post_leave:
             try:
-                self.rooms.post(room, "leave", user)
+                self.rooms.post(listener.room, "leave", listener.user)
             except StoreUnavailable:
                 pass
-
 
 def current_chat():
     """The Chat of the app serving the current request."""

@@ -18,6 +18,7 @@ PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub conne
 PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts
 PUBSUB_PING_INTERVAL = 1.0    # seconds between PINGs on the pub/sub connection (a silent one is replaced)
 PUBSUB_SILENCE = 3.0          # seconds without a reply before the pub/sub connection is replaced
+ID_CLOCK_SLACK = 86400.0      # seconds an event id may run ahead of this host's clock (else it is bogus)
 HEALTH_WAIT = 1.0             # seconds /healthz waits for this process's subscription to be up
 RECONNECT_WAIT = 1.0          # seconds a listener waits for a reconnect attempt while Redis is away
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription

@@ -26,6 +26,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from .config import (
+    ID_CLOCK_SLACK,
     PUBSUB_BACKOFF_MAX,
     PUBSUB_BACKOFF_MIN,
     PUBSUB_BATCH_MAX,
@@ -58,6 +59,29 @@ class Subscription:
         for group in list(self.current.values()):
             yield from list(group)
         yield from list(self.joining)
+
+
+class Confirmations:
+    """SUBSCRIBEs sent on one connection and not yet confirmed, by channel.
+
+    Redis confirms each SUBSCRIBE in order. A room left and joined again
+    quickly has two in flight (SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE): only the
+    last confirmation means its new subscription has taken effect.
+    """
+
+    def __init__(self, channels=()):
+        self._waiting = Counter(channels)
+
+    def sent(self, channel):
+        self._waiting[channel] += 1
+
+    def confirmed(self, channel):
+        """Records a confirmation; whether the channel's latest SUBSCRIBE is now in effect."""
+        self._waiting[channel] -= 1
+        if self._waiting[channel] > 0:
+            return False
+        del self._waiting[channel]
+        return True
 
 
 def sort_replies(replies):
@@ -113,7 +137,7 @@ class Hub:
         self._by_channel = {}    # channel (bytes) -> Subscription
         self._lock = Semaphore()  # orders (un)subscribe commands like _subs changes
         self._conn = None         # the pub/sub connection, while it is up
-        self._unconfirmed = Counter()  # channel -> SUBSCRIBEs sent on _conn, not yet confirmed
+        self._unconfirmed = Confirmations()  # SUBSCRIBEs sent on _conn, not yet confirmed
         self._heard_at = 0.0      # when _conn last gave a reply (time.monotonic())
         self._greenlets = []
         self._stopping = False
@@ -200,7 +224,7 @@ class Hub:
                 sub = self._subs[room] = Subscription(room, self._rooms.channel(room))
                 self._by_channel[sub.channel.encode()] = sub
                 if self._command("SUBSCRIBE", sub.channel):
-                    self._unconfirmed[sub.channel.encode()] += 1
+                    self._unconfirmed.sent(sub.channel.encode())
             sub.users += 1
         # Confirmed, or the connection failed (no need to wait out the timeout then).
         gevent.wait([sub.ready, self._failing], count=1, timeout=SUBSCRIBE_TIMEOUT)
@@ -271,7 +295,7 @@ class Hub:
             with self._lock:
                 channels = [self._control.channel, *[s.channel for s in self._subs.values()]]
                 conn.send_command("SUBSCRIBE", *channels)
-                self._unconfirmed = Counter(channel.encode() for channel in channels)
+                self._unconfirmed = Confirmations(channel.encode() for channel in channels)
                 self._heard_at = time.monotonic()
                 self._conn = conn
         except BaseException:
@@ -294,12 +318,8 @@ class Hub:
         self._heard_at = time.monotonic()
         published, confirmed = sort_replies(replies)
         for channel in confirmed:
-            # A room unsubscribed and subscribed again has two SUBSCRIBEs in
-            # flight: it is ready when the last one is confirmed, not the first.
-            self._unconfirmed[channel] -= 1
-            if self._unconfirmed[channel] > 0:
+            if not self._unconfirmed.confirmed(channel):
                 continue
-            del self._unconfirmed[channel]
             if channel == self._control.channel.encode():
                 if self._failing.is_set():
                     log.warning("redis pub/sub connection re-established")
@@ -336,9 +356,10 @@ class Hub:
     def _receive(self, sub, messages):
         """Delivers published messages in id order, once, filling gaps from the archive."""
         sequence, events = sub.sequence, []
+        newest_plausible = int((time.time() + ID_CLOCK_SLACK) * 1_000_000)
         for data in messages:
             try:
-                prev, eid, raw = parse_published(data)
+                prev, eid, raw = parse_published(data, newest_plausible)
             except ValueError:  # not from the post script: one bad message never stops a room
                 HUB_ERRORS.inc()
                 log.warning("ignoring a malformed message on %s", sub.channel)

@@ -8,10 +8,19 @@ needs filling; listeners receive what it lets through as a Batch.
 from bisect import bisect_right
 
 
-def parse_published(data):
-    """(prev id, id, event JSON) of one published message (bytes)."""
+def parse_published(data, newest_plausible):
+    """(prev id, id, event JSON) of one published message (bytes).
+
+    Raises ValueError for anything the post script would not publish: the
+    event must carry the same id, and an id beyond newest_plausible (ids
+    follow Redis's clock in µs) would make every real event look old.
+    """
     prev, eid, raw = data.split(b" ", 2)
-    return int(prev), int(eid), raw
+    prev, eid = int(prev), int(eid)
+    if not (0 <= prev < eid <= newest_plausible and raw.startswith(b'{"id":%d,' % eid)
+            and raw.endswith(b"}")):
+        raise ValueError("not a published event")
+    return prev, eid, raw
 
 
 class Batch:

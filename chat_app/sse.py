@@ -46,10 +46,13 @@ def events():
     started = time.monotonic()
     OPEN_CONNECTIONS.labels(stream.transport).inc()
     try:
-        with chat.connected(stream, after):
+        chat.join(stream, after)  # refused: answered as JSON, nothing streamed yet
+        try:
             stream.start(SSE_RETRY_MS)
             log.info("sse open", extra={"fields": {"room": room, "user": user}})
             stream.run()
+        finally:
+            chat.leave(stream)
     finally:
         OPEN_CONNECTIONS.labels(stream.transport).dec()
         log.info("sse closed", extra={"fields": {

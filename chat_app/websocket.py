@@ -102,13 +102,17 @@ def _serve(chat, client):
     """Replay and join, read until the socket closes, leave; or close at once
     (1012 while this process stops, 1011 while Redis is away)."""
     try:
-        with chat.connected(client, g.after):
-            log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
-            client.run(lambda text: _on_text(chat, client, text))
+        chat.join(client, g.after)
     except ShuttingDown:
-        _refuse(client, 1012, "server restarting; reconnect")
+        return _refuse(client, 1012, "server restarting; reconnect")
     except StoreUnavailable:
-        _refuse(client, 1011, "the chat store is unavailable")
+        return _refuse(client, 1011, "the chat store is unavailable")
+    log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
+    try:
+        client.run(lambda text: _on_text(chat, client, text))
+    finally:
+        chat.leave(client)
+    return None
 
 
 def _refuse(client, code, reason):

@@ -42,6 +42,9 @@ class SocketWriter:
     listener's reading greenlet.
     """
 
+    __slots__ = ("_sock", "_fd", "_send_queue", "_backlog", "_started", "waiting", "closed",
+                 "_drainer")
+
     def __init__(self, sock, send_queue=None, sndbuf=None):
         self._sock = sock
         self._fd = sock.fileno()

@@ -8,7 +8,12 @@ from playwright.sync_api import sync_playwright
 from tests.browser.browser import have_chromium, launch
 from tests.conftest import require
 # The integration tests' server fixtures, which the browser tests use too.
-from tests.integration.conftest import shared_redis, shared_server, start_server  # noqa: F401
+from tests.integration.conftest import (  # noqa: F401
+    redis_server,
+    shared_redis,
+    shared_server,
+    start_server,
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import requests
 from playwright.sync_api import expect
 
 from tests.browser.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
+from tests.servers import wait_until
 
 BUTTONS = list(TRANSPORTS)  # the welcome page's transport buttons, in order
 
@@ -528,3 +529,38 @@ def test_an_sse_page_reconnects_after_a_server_restart_and_misses_nothing(
     after = post(shared_server, room_name, "after the restarts")
     ada.expect_event("poster", after["text"])
     shows_once_in_order(ada, missed + [after])
+
+
+# --- 11. the id chain: a gap is shown, not hidden -------------------------------
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_a_page_says_where_earlier_messages_may_be_missing(
+        redis_server, start_server, people, room_name, transport):
+    server = start_server(redis_server.url)
+    ada = people("ada").join(server, room_name, transport)
+    before = post(server, room_name, "before Redis lost its data")
+    ada.expect_event("poster", before["text"])
+    gap = ada.page.locator("#messages > li.gap")
+    expect(gap).to_have_count(0)  # a whole history: no note
+    ada.allowed = NETWORK_ERROR  # the page's server answers 503 while Redis is away
+    redis_server.restart()  # empty: the next event's prev is 0, not the newest shown
+    after = wait_until(lambda: try_post(server, room_name, "after"), timeout=15,
+                       message="posting again")
+    ada.expect_event("poster", after["text"], timeout=20_000)
+    expect(gap).to_have_count(1)
+    expect(gap).to_have_text("Earlier messages may be missing here.")
+    # the note stands just before the first event after the gap
+    assert ada.page.evaluate(
+        "() => document.querySelector('#messages > li.gap').nextElementSibling.dataset.id"
+    ) == str(after["id"])
+    following = post(server, room_name, "and the chain goes on")
+    ada.expect_event("poster", following["text"])
+    expect(gap).to_have_count(1)
+
+
+def try_post(server, room, text):
+    """Posts a message; the event, or None while the server cannot post."""
+    response = requests.post(f"{server.url}/longpolling/room/messages",
+                             params={"user": "poster", "room": room}, data={"message": text},
+                             timeout=5)
+    return response.json() if response.status_code == 201 else None

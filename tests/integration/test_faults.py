@@ -235,3 +235,75 @@ def test_soak_clients_chat_and_reconnect_while_redis_restarts(redis_server, star
         have = {e["id"] for e in seen}
         missing = [e for e in final if e["id"] not in have and e["id"] < ids[-1]]
         assert missing == [], f"{user} missed archived events"
+
+
+# --- a Redis that stops answering, a subscriber connection killed, a bad message ---
+
+def healthz(server):
+    try:
+        return requests.get(server.url + "/healthz", timeout=10).status_code
+    except requests.RequestException:
+        return None
+
+
+def test_a_stalled_redis_gives_503_without_hanging_and_resumes_without_a_gap(
+        redis_server, start_server, room_name):
+    server = start_server(redis_server.url)
+    sock = server.join(room_name, "ada")
+    before = server.post(room_name, "before the stall")
+    assert sock.recv() == before
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = requests.post(f"{server.url}/longpolling/room/messages",
+                                 params={"user": "ada", "room": room_name},
+                                 data={"message": "during the stall"}, timeout=15)
+        assert response.status_code == 503  # within the command timeout, never a hang
+        assert time.monotonic() - started < 7
+        wait_until(lambda: healthz(server) == 503, timeout=10, message="/healthz to say 503")
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    wait_until(lambda: healthz(server) == 200, timeout=15, message="/healthz to recover")
+    after = wait_until(lambda: server.try_post(room_name, "after the stall"), timeout=10)
+    got = sock.recv(timeout=10)
+    assert got == after and after["prev"] == before["id"]  # no gap in the chain
+    sock.close()
+
+
+def test_a_subscriber_connection_killed_by_redis_is_replaced_and_backfilled(
+        redis_server, start_server, room_name):
+    import redis
+
+    server = start_server(redis_server.url, workers=2)
+    sock = server.join(room_name, "ada")
+    admin = redis.Redis.from_url(redis_server.url)
+    for i in range(3):
+        killed = admin.client_kill_filter(_type="pubsub")
+        assert killed >= 2  # one subscriber connection per worker
+        event = wait_until(lambda: server.try_post(room_name, f"after kill {i}"))
+        assert sock.recv(timeout=10) == event
+    wait_until(lambda: healthz(server) == 200, message="/healthz after the kills")
+    assert_chain = server.archive(room_name)
+    for before, after in zip(assert_chain, assert_chain[1:]):
+        assert after["prev"] == before["id"]
+    sock.close()
+
+
+def test_a_malformed_message_published_by_hand_stops_nothing(
+        redis_server, start_server, room_name):
+    import subprocess
+
+    server = start_server(redis_server.url, workers=2)
+    sock = server.join(room_name, "ada")
+    channel = f"chat:{room_name}:events"
+    far_ahead = 99_999_999_999_999_999  # an id that would make every real one look old
+    for junk in ["hello", "1 x {}", "", "9 9", f'0 {far_ahead} {{"id":{far_ahead},"x":1}}']:
+        subprocess.run(["redis-cli", "-p", str(redis_server.port), "PUBLISH", channel, junk],
+                       check=True, capture_output=True)
+    event = server.post(room_name, "still here")
+    assert sock.recv(timeout=10) == event
+    assert healthz(server) == 200
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert "chat_hub_errors_total" in metrics
+    assert "Traceback" not in server.log()  # a bad message is a warning, not a crash
+    sock.close()

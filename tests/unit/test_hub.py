@@ -13,7 +13,7 @@ import pytest
 from chat_app.config import Settings
 from chat_app.control import Control
 from chat_app.exceptions import ShuttingDown, StoreUnavailable
-from chat_app.hub import Hub, read_batches, sort_replies
+from chat_app.hub import Confirmations, Hub, read_batches, sort_replies
 from chat_app.longpoll import LongPoll
 from tests.servers import wait_until
 
@@ -22,6 +22,7 @@ class FakeListener:
     """Records the batches the hub hands it, as a WebSocket client would get them."""
 
     transport = "websocket"
+    user = None
 
     def __init__(self, room="lobby"):
         self.room = room
@@ -312,3 +313,107 @@ def test_delivered_events_are_counted_once_per_batch_by_transport(hub, rooms):
     post(rooms, "counted")
     wait_until(lambda: all(listener.batches for listener in listeners))
     assert delivered() - before == 3
+
+
+# --- a supervised hub: nothing one bad message or listener does stops a room ---
+
+def hub_errors():
+    from chat_app.metrics import HUB_ERRORS
+    return HUB_ERRORS._value.get()
+
+
+def test_a_malformed_message_on_a_room_channel_is_skipped(hub, rooms, fake_redis):
+    listener = FakeListener()
+    hub.attach(listener, 0)
+    errors = hub_errors()
+    fake_redis.publish(rooms.channel("lobby"), b"not a post")  # what redis-cli PUBLISH might send
+    post(rooms, "after it")
+    wait_until(lambda: texts(listener) == ["after it"])
+    assert hub_errors() == errors + 1
+
+
+class FailingListener(FakeListener):
+    def deliver(self, batch):
+        raise RuntimeError("a bug in a listener")
+
+
+def test_a_failing_listener_is_closed_and_the_others_still_get_the_batch(hub, rooms):
+    failing, healthy = FailingListener(), FakeListener()
+    hub.attach(failing, 0)
+    hub.attach(healthy, 0)
+    post(rooms, "for everyone")
+    wait_until(lambda: texts(healthy) == ["for everyone"])
+    assert failing.closed == 1011
+    post(rooms, "the room goes on")
+    wait_until(lambda: texts(healthy) == ["for everyone", "the room goes on"])
+
+
+def test_an_unexpected_error_in_the_reader_reconnects_and_backfills(
+        hub, rooms, fake_redis, monkeypatch):
+    listener = FakeListener()
+    hub.attach(listener, 0)
+    first = post(rooms, "first")
+    wait_until(lambda: len(listener.events()) == 1)
+    history, failures = rooms.history, []
+
+    def history_with_a_bug_once(room, after=0):
+        if not failures:
+            failures.append(room)
+            raise RuntimeError("a bug")
+        return history(room, after)
+
+    monkeypatch.setattr(rooms, "history", history_with_a_bug_once)
+    errors = hub_errors()
+    archive_without_publishing(fake_redis, "lobby", first + 1, "missed")
+    post(rooms, "third")  # the gap's backfill fails with the bug: the reader starts again
+    wait_until(lambda: len(listener.events()) == 3, message="backfill after reconnecting")
+    assert texts(listener) == ["first", "missed", "third"]
+    assert hub_errors() == errors + 1
+
+
+@pytest.mark.parametrize("events, ready", [
+    (["sent", "confirmed"], [True]),
+    (["sent", "sent", "confirmed", "confirmed"], [False, True]),  # subscribe, leave, subscribe
+    (["sent", "sent", "sent", "confirmed", "confirmed", "confirmed"], [False, False, True]),
+    (["confirmed"], [True]),  # a confirmation nobody counted: as before, ready
+])
+def test_a_room_is_ready_when_its_last_subscribe_is_confirmed(events, ready):
+    confirmations, seen = Confirmations(), []
+    for event in events:
+        if event == "sent":
+            confirmations.sent(b"chat:lobby:events")
+        else:
+            seen.append(confirmations.confirmed(b"chat:lobby:events"))
+    assert seen == ready
+
+
+def test_a_new_connection_waits_for_each_of_its_subscribes():
+    confirmations = Confirmations([b"chat:hub", b"chat:a:events"])
+    assert confirmations.confirmed(b"chat:a:events") is True
+    assert confirmations.confirmed(b"chat:hub") is True
+
+
+# --- the control channel: requests to every process ---
+
+class UserListener(FakeListener):
+    def __init__(self, room, user, transport="websocket"):
+        super().__init__(room)
+        self.user = user
+        self.transport = transport
+
+
+def test_a_disconnect_closes_the_users_sockets_and_streams_in_every_process(
+        rooms, fake_redis, settings):
+    control = Control(fake_redis, settings)
+    hubs = [Hub(rooms, fake_redis, settings, control) for _ in range(2)]  # two processes
+    ada = [UserListener("lobby", "ada"), UserListener("lobby", "ada", "sse")]
+    others = [UserListener("lobby", "bob"), UserListener("other", "ada")]
+    for hub, listener in zip([hubs[0], hubs[1], hubs[0], hubs[1]], ada + others):
+        hub.attach(listener, 0)
+    wait_until(lambda: all(hub.connected.is_set() for hub in hubs))
+    assert control.disconnect("lobby", "ada") == 2
+    assert [listener.closed for listener in ada] == [1008, 1008]
+    assert [listener.closed for listener in others] == [None, None]
+    assert control.disconnect("lobby", "nobody") == 0
+    for hub in hubs:
+        hub.stop()

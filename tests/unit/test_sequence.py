@@ -15,7 +15,18 @@ def ids(events):
 
 
 def test_a_published_message_is_its_prev_its_id_and_its_event():
-    assert parse_published(b'7 9 {"id":9,"text":"a b"}') == (7, 9, b'{"id":9,"text":"a b"}')
+    assert parse_published(b'7 9 {"id":9,"text":"a b"}', 100) == (7, 9, b'{"id":9,"text":"a b"}')
+    assert parse_published(b'0 9 {"id":9,"x":1}', 100) == (0, 9, b'{"id":9,"x":1}')
+
+
+@pytest.mark.parametrize("data", [
+    b"hello", b"", b"9 9", b"1 x {}", b'1 9 {"id":8}', b'9 9 {"id":9}', b'10 9 {"id":9}',
+    b'1 9 not json', b'1 101 {"id":101}',  # beyond the newest plausible id
+    b'-1 9 {"id":9}',
+])
+def test_anything_the_post_script_would_not_publish_is_refused(data):
+    with pytest.raises(ValueError):
+        parse_published(data, 100)
 
 
 @pytest.mark.parametrize("last, incoming, delivered, new_last", [
