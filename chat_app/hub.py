@@ -377,24 +377,26 @@ class Hub:
         batch = Batch(events)
         for transport, group in sub.current.items():
             delivered = 0
-            for listener in list(group):
-                delivered += self._deliver(listener, batch)
+            for listener in group:  # deliver never yields: the group cannot change meanwhile
+                try:
+                    delivered += listener.deliver(batch)
+                except Exception:
+                    self._failed(listener)
             FRAMES_DELIVERED.labels(transport).inc(delivered)
         for listener, catch_up in list(sub.joining.items()):
             fresh = catch_up.live(batch)
             if fresh is not None:
-                FRAMES_DELIVERED.labels(listener.transport).inc(self._deliver(listener, fresh))
+                try:
+                    FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(fresh))
+                except Exception:
+                    self._failed(listener)
             self._promote(sub, listener, catch_up)
 
-    def _deliver(self, listener, batch):
-        """Hands a listener a batch; a listener that fails is closed, not the room."""
-        try:
-            return listener.deliver(batch)
-        except Exception:
-            HUB_ERRORS.inc()
-            log.exception("a %s listener failed; closing it", listener.transport)
-            listener.close(1011, "internal error")
-            return 0
+    def _failed(self, listener):
+        """A listener raised while handed a batch: it is closed, not the room."""
+        HUB_ERRORS.inc()
+        log.exception("a %s listener failed; closing it", listener.transport)
+        listener.close(1011, "internal error")
 
     def _promote(self, sub, listener, catch_up):
         """A listener that has caught up with the room gets whole batches from now on."""
