@@ -152,7 +152,8 @@ class WsLoop(Loop):
         buf += data
         conn.ends.append(len(buf))
         conn.times.append(t)
-        self.marks += buf.count(MESSAGE_MARK, start)
+        # a mark may straddle two reads: look from just before the new bytes
+        self.marks += buf.count(MESSAGE_MARK, max(0, start - len(MESSAGE_MARK) + 1))
         self.received += len(data)
         if not conn.ready_ns:
             if buf.find(conn.needle, conn.scan) >= 0:

@@ -211,6 +211,14 @@ class Server(Process):
         sock.history = sock.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
         return sock
 
+    def stream(self, room, user, headers=None, rcvbuf=None, **query):
+        """An open EventStream in room that has read up to its own join (kept in .history)."""
+        query = urlencode({"user": user, "room": room, **query})
+        events = EventStream(self.port, f"/sse/room/events?{query}", headers, rcvbuf=rcvbuf)
+        assert events.status == 200, events.body
+        events.history = events.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
+        return events
+
     def worker_pids(self):
         """The pids of the master's live children (its workers)."""
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)],

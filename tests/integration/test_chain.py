@@ -3,7 +3,6 @@ transports, so a client can tell a whole history from one with a gap."""
 
 import requests
 
-from tests.integration.test_sse import stream
 from tests.servers import Socket, wait_until
 
 
@@ -16,7 +15,7 @@ def assert_chained(events):
 def test_the_chain_holds_across_processes_and_transports(redis_server, start_server, room_name):
     a, b = start_server(redis_server.url, workers=2), start_server(redis_server.url, workers=2)
     sock = a.join(room_name, "ws-user")
-    events = stream(b, room_name, "sse-user")
+    events = b.stream(room_name, "sse-user")
     sock.send("over a websocket")
     b.post(room_name, "over http")
     requests.post(f"{a.url}/sse/room/messages", params={"user": "sse-user", "room": room_name},

@@ -8,15 +8,6 @@ import requests
 from tests.servers import EventStream, wait_until
 
 
-def stream(server, room, user, headers=None, rcvbuf=None, **query):
-    """An open stream that has read up to its own join (kept in .history)."""
-    query = "&".join(f"{k}={v}" for k, v in {"user": user, "room": room, **query}.items())
-    events = EventStream(server.port, f"/sse/room/events?{query}", headers, rcvbuf=rcvbuf)
-    assert events.status == 200, events.body
-    events.history = events.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
-    return events
-
-
 def test_page(shared_server):
     html = requests.get(f"{shared_server.url}/sse/room?user=ada&room=x", timeout=5).text
     assert "sse.js" in html and 'data-transport="sse"' in html
@@ -24,7 +15,7 @@ def test_page(shared_server):
 
 def test_archive_then_join_then_live_events_as_id_and_data_lines(shared_server, room_name):
     old = [shared_server.post(room_name, f"old{i}") for i in range(3)]
-    events = stream(shared_server, room_name, "ada")
+    events = shared_server.stream(room_name, "ada")
     assert events.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert events.headers["cache-control"] == "no-store"
     assert events.history[:3] == old
@@ -36,7 +27,7 @@ def test_archive_then_join_then_live_events_as_id_and_data_lines(shared_server, 
 
 def test_last_event_id_takes_precedence_over_last_received(shared_server, room_name):
     old = [shared_server.post(room_name, f"m{i}") for i in range(4)]
-    events = stream(shared_server, room_name, "ada", headers={"Last-Event-ID": old[2]["id"]},
+    events = shared_server.stream(room_name, "ada", headers={"Last-Event-ID": old[2]["id"]},
                     lastReceived=old[0]["id"])
     assert [e["text"] for e in events.history[:-1]] == ["m3"]
     events.close()
@@ -45,7 +36,7 @@ def test_last_event_id_takes_precedence_over_last_received(shared_server, room_n
 def test_a_stream_and_a_websocket_on_other_servers_see_each_other(
         redis_server, start_server, room_name):
     a, b = start_server(redis_server.url, workers=2), start_server(redis_server.url, workers=2)
-    events = stream(a, room_name, "sse-user")
+    events = a.stream(room_name, "sse-user")
     sock = b.join(room_name, "ws-user")
     assert events.recv_until(lambda e: e["type"] == "join")[-1]["user"] == "ws-user"
     posted = requests.post(f"{a.url}/sse/room/messages",
@@ -82,7 +73,7 @@ def test_while_redis_is_down_a_stream_is_refused_with_503(redis_server, start_se
 def test_a_comment_keeps_the_stream_alive_every_ping_interval(
         redis_server, start_server, room_name):
     server = start_server(redis_server.url, CHAT_PING_INTERVAL=0.3)
-    events = stream(server, room_name, "ada")
+    events = server.stream(room_name, "ada")
     started = time.monotonic()
     for _ in range(3):
         assert events.record(timeout=2) == [":"]  # nothing else happens in the room
@@ -94,7 +85,7 @@ def test_a_stream_that_does_not_read_is_ended_and_resumes_with_last_event_id(
         redis_server, start_server, room_name):
     server = start_server(redis_server.url, CHAT_SEND_QUEUE=4, CHAT_RATE_BURST=1000,
                           CHAT_ARCHIVE_SIZE=500)
-    events = stream(server, room_name, "slow", rcvbuf=4096)
+    events = server.stream(room_name, "slow", rcvbuf=4096)
     last_seen = events.history[-1]["id"]
     big = "x" * 1900
     posted = [server.post(room_name, f"{i} {big}") for i in range(150)]
@@ -103,7 +94,7 @@ def test_a_stream_that_does_not_read_is_ended_and_resumes_with_last_event_id(
     assert len(got) < len(posted)
     metrics = requests.get(f"{server.url}/metrics", timeout=5).text
     assert "chat_slow_clients_closed_total 1.0" in metrics
-    resumed = stream(server, room_name, "slow",
+    resumed = server.stream(room_name, "slow",
                      headers={"Last-Event-ID": got[-1]["id"] if got else last_seen})
     messages = [e for e in got + resumed.history if e["type"] == "message"]
     assert messages == posted  # nothing missed, nothing twice
@@ -119,7 +110,7 @@ def test_presence_and_metrics_count_an_open_stream(shared_server, room_name):
         metrics = requests.get(f"{shared_server.url}/metrics", timeout=5).text
         return 'chat_open_connections{transport="sse"} 1.0' in metrics
 
-    events = stream(shared_server, room_name, "ada")
+    events = shared_server.stream(room_name, "ada")
     assert present() == ["ada"]
     wait_until(open_streams, message="the stream to be counted")
     events.close()
@@ -128,7 +119,7 @@ def test_presence_and_metrics_count_an_open_stream(shared_server, room_name):
 
 def test_sigterm_ends_the_streams(redis_server, start_server, room_name):
     server = start_server(redis_server.url)
-    events = stream(server, room_name, "ada")
+    events = server.stream(room_name, "ada")
     server.process.send_signal(signal.SIGTERM)
     assert events.ended(timeout=5) == []
     wait_until(lambda: "sse closed" in server.log(), message="the session's log line")
