@@ -74,16 +74,19 @@ class Client:
         """
         if self._closing or self._writer.closed:
             return 0
-        self.send(batch.encoded(frames), 0 if batch.replay else len(batch))
-        return len(batch)
+        count = len(batch.events)
+        live = 0 if batch.replay else count
+        self.events_sent += live
+        if self._writer.write(batch.encoded(frames), live):
+            cut_off(self, self._writer.waiting, "client too slow; reconnect with lastReceived")
+        return count
 
     def send(self, data, events=1):
         """Writes whole frames after everything queued before them."""
         if self._closing or self._writer.closed:
             return
         self.events_sent += events
-        self._writer.write(data, events)
-        if self._writer.too_slow:
+        if self._writer.write(data, events):
             cut_off(self, self._writer.waiting, "client too slow; reconnect with lastReceived")
 
     def ping(self):

@@ -30,6 +30,14 @@ def http_answer(events, keep_alive):
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
+def answer_keeping_alive(events):
+    return http_answer(events, keep_alive=True)
+
+
+def answer_closing(events):
+    return http_answer(events, keep_alive=False)
+
+
 def keeps_alive(environ):
     """Whether an answer to this request may keep the connection open (as gunicorn decides)."""
     return (environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
@@ -45,7 +53,7 @@ class LongPoll:
         self.room = room
         self.user = user
         self._sock = environ.get("gunicorn.socket")  # None under the test client
-        self._keep_alive = keeps_alive(environ)
+        self._answer = answer_keeping_alive if keeps_alive(environ) else answer_closing
         self._answered = Event()
         self._body = None       # the answer's JSON, when the request writes it
         self._rest = b""        # what the socket did not take of the hub's answer
@@ -58,7 +66,7 @@ class LongPoll:
         if self._sock is None:
             self._body = batch.encoded(json_array)
             return len(batch)
-        answer = batch.encoded(http_answer, self._keep_alive)
+        answer = batch.encoded(self._answer)
         try:
             self._rest = memoryview(answer)[write_now(self._sock.fileno(), answer):]
         except OSError:

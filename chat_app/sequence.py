@@ -47,13 +47,13 @@ class Batch:
     def last_id(self):
         return self.events[-1][0]
 
-    def encoded(self, encode, *args):
-        """encode(events, *args), computed once per batch."""
-        key = (encode, *args)
-        value = self._encoded.get(key)
-        if value is None:
-            value = self._encoded[key] = encode(self.events, *args)
-        return value
+    def encoded(self, encode):
+        """encode(events), computed once per batch."""
+        try:
+            return self._encoded[encode]
+        except KeyError:
+            value = self._encoded[encode] = encode(self.events)
+            return value
 
     def since(self, after):
         """The events with id > after, as a batch shared by every listener that asks (None if none)."""

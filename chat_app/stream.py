@@ -81,8 +81,7 @@ class Stream:
         if self._held is not None:
             self._held.append(data)
             return len(batch)
-        self._writer.write(data, 0 if batch.replay else len(batch))
-        if self._writer.too_slow:
+        if self._writer.write(data, 0 if batch.replay else len(batch)):
             cut_off(self, self._writer.waiting, "client too slow; reconnect with Last-Event-ID")
         return len(batch)
 

@@ -37,7 +37,7 @@ class SocketWriter:
     """Writes whole chunks to one socket, in order, never blocking the caller.
 
     Each chunk carries a count of the events in it, so its listener can tell
-    when more than `send_queue` events wait for a slow reader (`too_slow`).
+    when more than `send_queue` events wait for a slow reader (`write` says).
     A write error (the peer is gone) shuts the socket down, which ends the
     listener's reading greenlet.
     """
@@ -58,34 +58,38 @@ class SocketWriter:
         self._drainer = None        # the drain greenlet, while the backlog is non-empty
 
     @property
-    def too_slow(self):
-        """Whether more than send_queue events wait: the reader is cut off."""
-        return self._send_queue is not None and self.waiting > self._send_queue
-
-    @property
     def draining(self):
         """Whether a backlog waits for the socket (and a drain greenlet exists)."""
         return self._drainer is not None
 
     def write(self, data, events=0):
-        """Writes data after everything before it, now or from the backlog."""
+        """Writes data after everything before it, now or from the backlog.
+
+        Returns whether more than send_queue events now wait: the reader is
+        too slow, and its listener cuts it off. (The fan-out calls this for
+        every listener of a room, so it is written out rather than layered.)
+        """
         if self.closed:
-            return
+            return False
         if self._backlog:
             self._backlog.append([data, events])
             self.waiting += events
-            return
+            return self._send_queue is not None and self.waiting > self._send_queue
         try:
-            written = write_now(self._fd, data)
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
         except OSError:
             self.abort()
-            return
+            return False
         if written < len(data):
             self._backlog.append([memoryview(data)[written:], events])
             self._started = written > 0
             self.waiting += events
             if self._drainer is None:
                 self._drainer = gevent.spawn(self._drain)
+            return self._send_queue is not None and self.waiting > self._send_queue
+        return False
 
     def _drain(self):
         """The write pump: runs only while the backlog holds bytes."""

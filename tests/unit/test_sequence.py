@@ -118,15 +118,19 @@ def test_a_joiner_gets_whole_batches_once_the_room_has_reached_it(reading, mark,
 def test_each_encoding_of_a_batch_is_built_once():
     calls = []
 
-    def encode(events, suffix):
-        calls.append(suffix)
-        return b"".join(raw for _, raw in events) + suffix
+    def joined(events):
+        calls.append("joined")
+        return b"".join(raw for _, raw in events)
+
+    def counted(events):
+        calls.append("counted")
+        return b"%d" % len(events)
 
     batch = Batch(ev(1, 2))
-    first = batch.encoded(encode, b"!")
-    assert batch.encoded(encode, b"!") is first
-    assert batch.encoded(encode, b"?") == b'{"id":1}{"id":2}?'
-    assert calls == [b"!", b"?"]
+    first = batch.encoded(joined)
+    assert batch.encoded(joined) is first and first == b'{"id":1}{"id":2}'
+    assert batch.encoded(counted) == b"2"
+    assert calls == ["joined", "counted"]
 
 
 @pytest.mark.parametrize("after, part", [(0, [3, 4, 5]), (3, [4, 5]), (4, [5]), (5, None), (9, None)])
