@@ -64,6 +64,11 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 
 
 def on_starting(server):
+    if server.cfg.is_ssl:
+        # The fan-out writes each batch's bytes straight to the sockets' file
+        # descriptors, past any TLS layer: end TLS at a proxy in front instead.
+        raise SystemExit("the chat does not serve TLS itself (--certfile/--keyfile): "
+                         "end TLS at a proxy or load balancer in front of it")
     if _reason:
         server.log.warning(_reason)
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]

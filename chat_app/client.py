@@ -18,7 +18,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
 from .config import CLOSE_GRACE, READ_BYTES, SEND_BUFFER_BYTES, WS_FRAME_SLACK_BYTES
-from .writer import SocketWriter, cut_off
+from .writer import SocketWriter
 
 PING_FRAME = b"\x89\x00"  # an empty ping, server to client (unmasked)
 
@@ -50,7 +50,7 @@ class Client:
         self.close_code = None          # the close code, sent or received
         self.close_reason = ""
         self._sock = sock
-        self._writer = SocketWriter(sock, send_queue, sndbuf=SEND_BUFFER_BYTES)
+        self._writer = SocketWriter(sock, self, send_queue, sndbuf=SEND_BUFFER_BYTES)
         self._conn = Connection(ConnectionType.SERVER)
         self._max_chars = max_message_chars + WS_FRAME_SLACK_BYTES
         self._heard = True              # a frame arrived since the last ping
@@ -68,17 +68,16 @@ class Client:
         """Sends a batch's frames; returns how many events they carry.
 
         Never blocks and never yields, so the hub can call it for every client
-        in a loop. A client with more than `send_queue` live events waiting is
-        closed with 1013 (it resumes with lastReceived); a replay is not
-        counted, the archive size bounds it.
+        in a loop. A client that reads too slowly is closed with 1013
+        (writer.py says when; it resumes with lastReceived); a replay's events
+        are not counted, the archive size bounds them.
         """
         if self._closing or self._writer.closed:
             return 0
         count = len(batch.events)
         live = 0 if batch.replay else count
         self.events_sent += live
-        if self._writer.write(batch.encoded(frames), live):
-            cut_off(self, self._writer.waiting, "client too slow; reconnect with lastReceived")
+        self._writer.write(batch.encoded(frames), live)
         return count
 
     def send(self, data, events=1):
@@ -86,8 +85,7 @@ class Client:
         if self._closing or self._writer.closed:
             return
         self.events_sent += events
-        if self._writer.write(data, events):
-            cut_off(self, self._writer.waiting, "client too slow; reconnect with lastReceived")
+        self._writer.write(data, events)
 
     def ping(self):
         """Keepalive tick: closes a peer silent since the last tick, else pings it."""

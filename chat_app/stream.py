@@ -16,7 +16,7 @@ import socket
 import gevent
 
 from .config import CLOSE_GRACE, READ_BYTES, SECURITY_HEADERS, SEND_BUFFER_BYTES
-from .writer import SocketWriter, cut_off
+from .writer import SocketWriter
 
 KEEPALIVE = b":\n\n"  # a comment line: keeps proxies from timing the stream out
 
@@ -49,7 +49,7 @@ class Stream:
         self.events_sent = 0            # events handed to this stream (for logs)
         self.close_reason = ""
         self._sock = sock
-        self._writer = SocketWriter(sock, send_queue, sndbuf=SEND_BUFFER_BYTES)
+        self._writer = SocketWriter(sock, self, send_queue, sndbuf=SEND_BUFFER_BYTES)
         self._held = []                 # what was handed over before start
         self._closing = False
         # A peer that stops acknowledging what is sent (the keepalives, at
@@ -57,6 +57,11 @@ class Stream:
         if sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_USER_TIMEOUT"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
                             int(ping_interval * 2000))
+
+    @property
+    def waiting(self):
+        """Live events written but not yet taken by the socket."""
+        return self._writer.waiting
 
     def start(self, retry_ms):
         """Writes the answer's head, then what was handed over before."""
@@ -70,9 +75,9 @@ class Stream:
     def deliver(self, batch):
         """Sends a batch's records; returns how many events they carry.
 
-        Never blocks. A stream with more than `send_queue` live events waiting
-        is ended (the browser reconnects with Last-Event-ID); a replay is not
-        counted, the archive size bounds it.
+        Never blocks. A stream whose reader is too slow is ended (writer.py
+        says when; the browser reconnects with Last-Event-ID); a replay's
+        events are not counted, the archive size bounds them.
         """
         if self._closing or self._writer.closed:
             return 0
@@ -81,8 +86,7 @@ class Stream:
         if self._held is not None:
             self._held.append(data)
             return len(batch)
-        if self._writer.write(data, 0 if batch.replay else len(batch)):
-            cut_off(self, self._writer.waiting, "client too slow; reconnect with Last-Event-ID")
+        self._writer.write(data, 0 if batch.replay else len(batch))
         return len(batch)
 
     def ping(self):

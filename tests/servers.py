@@ -112,23 +112,44 @@ class Process:
         self.process = None
 
 
+def self_signed_certificate(directory):
+    """(cert.pem, key.pem) in directory: a self-signed certificate for 127.0.0.1."""
+    cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 class RedisServer(Process):
-    """A redis-server on a free port, keeping nothing on disk: a restart empties it."""
+    """A redis-server on a free port, keeping nothing on disk: a restart empties it.
+
+    With tls=True it speaks only TLS, with a self-signed certificate made for
+    it (as a hosted Redis often does: clients connect with ssl_cert_reqs=none).
+    """
 
     name = "redis-server"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, tls=False):
         super().__init__()
         self.workdir = Path(workdir)
+        self.tls = tls
 
     @property
     def url(self):
+        if self.tls:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_cert_reqs=none"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            cert, key = self_signed_certificate(self.workdir)
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                      "--tls-key-file", str(key), "--tls-auth-clients", "no"]
         return self._spawn(
-            [REDIS_SERVER or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            [REDIS_SERVER or "redis-server", *listen, "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
             lambda: port_open(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -6,6 +6,8 @@ import os
 import random
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import gevent
@@ -29,6 +31,9 @@ def test_a_slow_consumer_is_closed_with_1013_without_delaying_others_and_resumes
     sent = [server.post(room_name, f"{i} {big}") for i in range(300)]  # ~600 KB: slow stops reading
     got = reader.get(timeout=10)  # the fast client, reading all along, is not held up
     assert [e["id"] for e in got if e["type"] == "message"] == [e["id"] for e in sent]
+    # slow has stopped reading: it is cut off once its oldest waiting event waited the grace
+    wait_until(lambda: "closing a slow client" in server.log(), timeout=10,
+               message="the slow client to be cut off")
     code, events = slow.recv_close(timeout=10)
     assert code == 1013
     assert "closing a slow client" in server.log() and "user=slow" in server.log()
@@ -42,6 +47,45 @@ def test_a_slow_consumer_is_closed_with_1013_without_delaying_others_and_resumes
     assert delivered + missed == [e["id"] for e in sent]  # nothing archived is missed
     fast.close()
     again.close()
+
+
+def test_under_a_flood_on_a_busy_machine_only_the_reader_that_stopped_is_cut_off(
+        redis_server, start_server, room_name):
+    server = start_server(redis_server.url, CHAT_SEND_QUEUE=16, CHAT_ARCHIVE_SIZE=1000,
+                          CHAT_MAX_MESSAGE_CHARS=60000, CHAT_RATE_BURST=10000,
+                          CHAT_RATE_PER_SEC=10000)
+    fast = server.join(room_name, "fast")
+    slow = Socket(server.ws_url(user="slow", room=room_name),
+                  sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    slow.recv_until(lambda e: e["type"] == "join" and e["user"] == "slow")
+    def read_with_a_brief_stall():
+        """A healthy reader: everything as fast as it can, but for one half-second
+        stall (a pause of its own, or a machine too busy to run it)."""
+        got = fast.recv_until(lambda e: e["text"].startswith("50 "), timeout=120)
+        gevent.sleep(0.5)
+        return got + fast.recv_until(lambda e: e["text"].startswith("199 "), timeout=120)
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        reader = gevent.spawn(read_with_a_brief_stall)
+        big = "x" * 59_990
+        sent = [server.post(room_name, f"{i} {big}") for i in range(200)]  # 12 MB
+        got = reader.get(timeout=120)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert [e["id"] for e in got if e["type"] == "message"] == [e["id"] for e in sent]
+    # the reader that stopped was cut off (it read nothing for longer than the close
+    # handshake's grace too, so the server then dropped the connection)
+    wait_until(lambda: "user=slow code=1013" in server.log(), timeout=10,
+               message="the reader that stopped to be closed with 1013")
+    closed = [line for line in server.log().splitlines() if "closing a slow client" in line]
+    assert len(closed) == 1 and "user=slow" in closed[0]  # never the one reading all along
+    slow.close()
+    fast.send("still here")
+    assert fast.recv_until(lambda e: e["text"] == "still here")[-1]["user"] == "fast"
+    fast.close()
 
 
 # --- a peer that stops answering pings -------------------------------------------

@@ -1,9 +1,12 @@
+import time
+
 import gevent
 import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from chat_app import client as client_module
+from chat_app import writer
 from chat_app.client import PING_FRAME, Client, text_frame
 from tests.servers import wait_until
 
@@ -50,11 +53,20 @@ def texts(events):
 @pytest.fixture
 def pair(socket_pair):
     server, browser = socket_pair
-    return server, Peer(browser)
+    yield server, Peer(browser)
+    for client in CLIENTS:  # no greenlet of a test's client outlives its socket
+        client._writer.stop()
+        if client._deadline is not None:
+            client._deadline.kill()
+    CLIENTS.clear()
+
+
+CLIENTS = []
 
 
 def make_client(sock, send_queue=8, max_chars=20):
-    return Client(sock, "lobby", "ada", send_queue=send_queue, max_message_chars=max_chars)
+    CLIENTS.append(Client(sock, "lobby", "ada", send_queue=send_queue, max_message_chars=max_chars))
+    return CLIENTS[-1]
 
 
 def test_text_frame_lengths():
@@ -94,20 +106,64 @@ def test_what_the_socket_does_not_take_is_drained_by_a_writer_that_then_ends(pai
     wait_until(lambda: client.waiting == 0, timeout=2)
 
 
-def test_a_client_that_does_not_read_is_closed_with_1013(pair):
+@pytest.fixture
+def short_grace(monkeypatch):
+    """The too-slow rule's grace (writer.STALL_GRACE), shortened for the test."""
+    monkeypatch.setattr(writer, "STALL_GRACE", 0.2)
+    return 0.2
+
+
+def stop_reading(client, frame, waiting):
+    """Sends frame until the socket buffers are full and `waiting` events wait."""
+    while not client.waiting:
+        client.send(frame, 1)
+    while client.waiting < waiting:
+        client.send(frame, 1)
+
+
+def test_a_client_that_does_not_read_is_closed_with_1013(pair, short_grace):
     sock, peer = pair
     client = make_client(sock, send_queue=8)
     frame = text_frame(b"z" * 2000)
-    while not client.waiting:  # until the socket buffers are full: 1 event waits
-        client.send(frame, 1)
-    for _ in range(7):
-        client.send(frame, 1)
-    assert client.close_code is None  # 8 waiting: still within the queue
-    client.send(frame, 1)
-    assert client.close_code == 1013  # 9 > 8
+    stop_reading(client, frame, waiting=9)
+    assert client.close_code is None  # 9 > 8 waiting, but only just: a brief stall is allowed
+    started = time.monotonic()
+    wait_until(lambda: client.close_code == 1013, timeout=2)  # once the oldest waited the grace
+    assert time.monotonic() - started < short_grace + 0.5
     events = peer.events(is_close)
     assert events[-1].code == 1013
     assert all(t == "z" * 2000 for t in texts(events))  # whole frames, then the close frame
+
+
+def test_a_client_within_its_send_queue_is_never_closed_for_a_stall(pair, short_grace):
+    sock, peer = pair
+    client = make_client(sock, send_queue=8)
+    stop_reading(client, text_frame(b"z" * 2000), waiting=8)
+    gevent.sleep(3 * short_grace)
+    assert client.close_code is None
+
+
+def test_a_client_that_stalls_briefly_then_reads_is_not_closed(pair, short_grace):
+    sock, peer = pair
+    client = make_client(sock, send_queue=8)
+    frame = text_frame(b"z" * 2000)
+    stop_reading(client, frame, waiting=30)  # far over the queue, for less than the grace
+    sent = client.events_sent
+    got = []
+    while len(got) < sent:  # the reader catches up
+        got += texts(peer.events(lambda e: isinstance(e, TextMessage) and e.message_finished))
+    gevent.sleep(2 * short_grace)
+    assert client.close_code is None and client.waiting == 0
+
+
+def test_a_backlog_past_its_byte_bound_is_closed_at_once(pair, monkeypatch):
+    monkeypatch.setattr(writer, "BACKLOG_MAX_BYTES", 50_000)
+    sock, peer = pair
+    client = make_client(sock, send_queue=1000)
+    frame = text_frame(b"b" * 2000)
+    while client.close_code is None:
+        client.send(frame, 1)
+    assert client.close_code == 1013 and client.events_sent < 100  # kernel buffers + 50 KB
 
 
 def test_messages_reach_on_text_and_fragments_are_joined(pair):
