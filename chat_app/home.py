@@ -16,9 +16,8 @@ def index():
 @bp.get("/healthz")
 def healthz():
     """200 while this process can post (Redis answers) and deliver (its
-    subscription is up); a hub not yet started is given HEALTH_WAIT to connect."""
+    subscription is up)."""
     chat = current_chat()
-    chat.hub.start()
-    if chat.hub.connected.wait(HEALTH_WAIT) and chat.rooms.healthy():
+    if chat.hub.up(HEALTH_WAIT) and chat.rooms.healthy():
         return jsonify(status="ok")
     return jsonify(status="unavailable"), 503

@@ -153,6 +153,14 @@ class Hub:
                                gevent.spawn(self._supervised, self._watch_connection,
                                             PUBSUB_PING_INTERVAL)]
 
+    def up(self, timeout):
+        """Whether this process's subscription is up; a hub still making its
+        first connection is given up to timeout (one that failed is not)."""
+        self.start()
+        if not self.connected.is_set() and not self._failing.is_set():
+            gevent.wait([self.connected, self._failing], count=1, timeout=timeout)
+        return self.connected.is_set()
+
     def stop(self):
         """Stops the reader and the pinger."""
         gevent.killall(self._greenlets)

@@ -15,6 +15,7 @@ from . import views
 from .chat import current_chat
 from .config import SSE_RETRY_MS
 from .events import parse_last_received, read_query
+from .exceptions import ShuttingDown
 from .metrics import OPEN_CONNECTIONS
 from .stream import Stream
 from .writer import AnsweredOnSocket
@@ -46,16 +47,32 @@ def events():
     started = time.monotonic()
     OPEN_CONNECTIONS.labels(stream.transport).inc()
     try:
-        chat.join(stream, after)  # refused: answered as JSON, nothing streamed yet
-        try:
-            stream.start(SSE_RETRY_MS)
-            log.info("sse open", extra={"fields": {"room": room, "user": user}})
-            stream.run()
-        finally:
-            chat.leave(stream)
+        _serve(chat, stream, after)
     finally:
         OPEN_CONNECTIONS.labels(stream.transport).dec()
         log.info("sse closed", extra={"fields": {
             "room": room, "user": user, "reason": stream.close_reason,
             "seconds": round(time.monotonic() - started, 1), "events": stream.events_sent}})
     return AnsweredOnSocket()
+
+
+def _serve(chat, stream, after):
+    """Replay and join, stream until the connection ends, leave.
+
+    While this process stops, the stream starts and ends at once (as a
+    WebSocket is closed with 1012), and the browser reconnects to another;
+    other refusals (Redis away) are answered as JSON, nothing streamed yet.
+    """
+    try:
+        chat.join(stream, after)
+    except ShuttingDown:
+        stream.close(1012, "server restarting; reconnect with Last-Event-ID")
+        stream.start(SSE_RETRY_MS)
+        stream.run()
+        return
+    try:
+        stream.start(SSE_RETRY_MS)
+        log.info("sse open", extra={"fields": {"room": stream.room, "user": stream.user}})
+        stream.run()
+    finally:
+        chat.leave(stream)

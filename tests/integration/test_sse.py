@@ -89,7 +89,9 @@ def test_a_stream_that_does_not_read_is_ended_and_resumes_with_last_event_id(
     last_seen = events.history[-1]["id"]
     big = "x" * 1900
     posted = [server.post(room_name, f"{i} {big}") for i in range(150)]
-    events.sock.settimeout(10)
+    # it has stopped reading: cut off once its oldest waiting event waited the grace
+    wait_until(lambda: "closing a slow client" in server.log(), timeout=10,
+               message="the slow stream to be cut off")
     got = events.ended(timeout=10)  # whole records, then the end
     assert len(got) < len(posted)
     metrics = requests.get(f"{server.url}/metrics", timeout=5).text

@@ -232,3 +232,14 @@ def test_while_the_store_is_down_the_stream_is_refused_with_503_as_json(app, htt
         browser.recv(1)  # nothing of a stream was written
     server.close()
     browser.close()
+
+
+def test_while_the_process_stops_a_stream_starts_and_ends_at_once(app, http):
+    app.extensions["chat"].hub.shutdown()
+    request, reader, server = open_stream(app, "user=ada&room=s5")
+    assert "200 OK" in reader.head()  # an EventSource reconnects after this, quietly
+    assert reader.record() == ["retry: 1000"]
+    assert reader.ended()
+    assert isinstance(request.get(timeout=5), AnsweredOnSocket)
+    assert app.extensions["chat"].rooms.history("s5") == []  # no join posted
+    server.close()
