@@ -8,6 +8,9 @@ The data path, one module a step:
     -> each listener of the room writes the batch to its socket:
        client.py (WebSocket), stream.py (server-sent events), longpoll.py.
 
+Before any view, access.py admits the request to its room (and in token mode
+checks its token, auth.py); the server API (api.py) checks its own key.
+
 As in Flask's tutorial, the modules are imported inside create_app, so that
 gunicorn.conf.py can import chat_app.logs without loading the app; shared
 state is reached through chat.current_chat().
@@ -35,6 +38,9 @@ class NoSessions(SessionInterface):
 def create_app(settings=None):
     """The Flask app for `settings` (default: read from the environment)."""
     from . import (
+        access,
+        api,
+        cli,
         errors,
         home,
         logs,
@@ -46,6 +52,7 @@ def create_app(settings=None):
         store,
         websocket,
     )
+    from .auth import Verifier
     from .chat import Chat
     from .config import FORM_SLACK_BYTES, Settings
     from .control import Control
@@ -67,9 +74,13 @@ def create_app(settings=None):
     control = Control(connections.commands, settings)
     app.extensions["chat"] = Chat(
         settings, rooms, Hub(rooms, connections.pubsub, settings, control), control,
-        presence.Presence(connections.commands, settings))
+        presence.Presence(connections.commands, settings), Verifier.from_settings(settings))
     for module in (home, refresh, longpolling, websocket, sse, presence, metrics):
         app.register_blueprint(module.bp)
+    if settings.api_key:
+        app.register_blueprint(api.bp)
     errors.init_app(app)
     logs.init_app(app)
+    access.init_app(app)
+    app.cli.add_command(cli.chat)
     return app

@@ -14,6 +14,7 @@ from .config import JOIN_CONCURRENCY
 from .exceptions import StoreUnavailable
 
 if TYPE_CHECKING:
+    from .auth import Verifier
     from .config import Settings
     from .control import Control
     from .hub import Hub
@@ -24,13 +25,14 @@ if TYPE_CHECKING:
 @dataclass
 class Chat:
     """The settings, the rooms in Redis, this process's hub, the requests to
-    every process's hub, and presence."""
+    every process's hub, presence, and the token verifier (None in open mode)."""
 
     settings: "Settings"
     rooms: "Rooms"
     hub: "Hub"
     control: "Control"
     presence: "Presence"
+    verifier: "Verifier | None" = None
     # A storm of new sockets and streams queues here, not on the Redis pool.
     joining: Semaphore = field(default_factory=lambda: Semaphore(JOIN_CONCURRENCY))
 

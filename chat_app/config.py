@@ -5,7 +5,10 @@ below them are fixed bounds, each saying what it limits.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .keys import load_public_key
 
 # --- tuning constants ------------------------------------------------------
 
@@ -33,6 +36,8 @@ FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed
 CONTROL_WAIT = 1.0            # seconds a control request (a disconnect) waits for every process's answer
 CONTROL_REPLY_TTL = 10        # seconds an unread answer to a control request is kept in Redis
 PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process (at most TTL/4)
+AUTH_KEY_MIN_BYTES = 32       # shortest CHAT_AUTH_KEY: an HS256 secret as long as the hash (RFC 7518, 3.2)
+API_KEY_MIN_CHARS = 16        # shortest CHAT_API_KEY: too long to guess
 
 # Headers of every answer: the pages run only their own scripts and styles,
 # and may talk only to this server.
@@ -91,6 +96,9 @@ class Settings:
                                          # (so at most 1/this writes a second to a client)
     secret_key: str | None = None        # Flask's secret; None: random per start, with a warning
     log_format: str = "text"             # "text" or "json" log lines
+    auth_key: str | None = field(default=None, repr=False)  # token mode: the HS256 secret
+    auth_public_key: str | None = None   # token mode: a PEM public key (RS256 or ES256)
+    api_key: str | None = field(default=None, repr=False)   # the server API's bearer key; None: no API
 
     @classmethod
     def from_env(cls, environ=None):
@@ -119,4 +127,36 @@ class Settings:
             fanout_interval=_float(env, "CHAT_FANOUT_INTERVAL", 0.005),
             log_format=log_format,
         )
-        return cls(secret_key=env.get("SECRET_KEY") or None, **kwargs)
+        return cls(secret_key=env.get("SECRET_KEY") or None, **kwargs, **_keys(env))
+
+
+def _keys(env):
+    """The token mode's key (one of two) and the server API's key, checked."""
+    auth_key = env.get("CHAT_AUTH_KEY") or None
+    public_key = _public_key(env.get("CHAT_AUTH_PUBLIC_KEY") or None)
+    api_key = env.get("CHAT_API_KEY") or None
+    if auth_key and public_key:
+        raise ValueError("set CHAT_AUTH_KEY (HS256) or CHAT_AUTH_PUBLIC_KEY (RS256, ES256), not both")
+    if auth_key and len(auth_key.encode()) < AUTH_KEY_MIN_BYTES:
+        raise ValueError(f"CHAT_AUTH_KEY must be at least {AUTH_KEY_MIN_BYTES} bytes long")
+    if api_key and len(api_key) < API_KEY_MIN_CHARS:
+        raise ValueError(f"CHAT_API_KEY must be at least {API_KEY_MIN_CHARS} characters long")
+    return {"auth_key": auth_key, "auth_public_key": public_key, "api_key": api_key}
+
+
+def _public_key(raw):
+    """CHAT_AUTH_PUBLIC_KEY: the PEM text itself, or the path of a file holding it."""
+    if raw is None:
+        return None
+    pem = raw
+    if not raw.lstrip().startswith("-----BEGIN"):
+        try:
+            pem = Path(raw).read_text()
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"CHAT_AUTH_PUBLIC_KEY is neither PEM text nor a readable file: "
+                             f"{exc}") from None
+    try:
+        load_public_key(pem)
+    except ValueError as exc:
+        raise ValueError(f"CHAT_AUTH_PUBLIC_KEY: {exc}") from None
+    return pem

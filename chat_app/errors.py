@@ -6,11 +6,11 @@ Nothing here shows a stack trace; unexpected errors are logged and answered
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .config import SECURITY_HEADERS
-from .exceptions import Invalid, RateLimited, ShuttingDown, StoreUnavailable
+from .exceptions import AuthRefused, Invalid, RateLimited, ShuttingDown, StoreUnavailable
 from .metrics import POSTS_REFUSED
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ API_PATHS = frozenset({
     "/presence",
     "/metrics",
 })
+API_PREFIX = "/api/"  # the server API (api.py): every path under it is an API route
 
 # Routes that post an event: their refusals count as refused posts.
 POSTING_ENDPOINTS = frozenset({
@@ -33,7 +34,7 @@ POSTING_ENDPOINTS = frozenset({
 
 def error_response(status, message):
     """JSON on API routes; elsewhere a page, linking back to the form that was posted."""
-    if request.path in API_PATHS:
+    if request.path in API_PATHS or request.path.startswith(API_PREFIX):
         response = jsonify(error=message)
     else:
         back = request.full_path.rstrip("?") if request.method == "POST" else None
@@ -47,6 +48,14 @@ def init_app(app):
         if request.endpoint in POSTING_ENDPOINTS:
             POSTS_REFUSED.labels("validation").inc()
         return error_response(exc.status, exc.message)
+
+    @app.errorhandler(AuthRefused)
+    def auth_refused(exc):
+        POSTS_REFUSED.labels("auth").inc()
+        response = make_response(error_response(exc.status, exc.message))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
+        return response
 
     @app.errorhandler(RateLimited)
     def rate_limited(exc):

@@ -107,7 +107,15 @@ def read_query(environ, user_required=True):
 
     user is None when it is optional and absent.
     """
-    params = parse_query(environ.get("QUERY_STRING", ""))
+    return query_names(parse_query(environ.get("QUERY_STRING", "")), user_required)
+
+
+def query_names(params, user_required=True):
+    """(room, user, lastReceived) of parsed query parameters, each validated.
+
+    user is None when it is optional and absent. The other parameter a route
+    of a room reads is `token` (token mode: access.py).
+    """
     user = params.get("user")
     if user is not None or user_required:
         user = parse_user(user)

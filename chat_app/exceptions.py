@@ -20,3 +20,13 @@ class StoreUnavailable(Exception):
 
 class ShuttingDown(Exception):
     """This process is stopping: listeners are sent elsewhere (503, or WebSocket 1012)."""
+
+
+class AuthRefused(Exception):
+    """No valid token or API key (401), or a token that does not allow this
+    room or user (403); refused before anything is published."""
+
+    def __init__(self, message, status=401):
+        super().__init__(message)
+        self.message = message
+        self.status = status

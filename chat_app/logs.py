@@ -2,17 +2,28 @@
 
 Plain text by default, JSON lines when CHAT_LOG_FORMAT=json; gunicorn's own
 lines go through the same formatter (gunicorn.conf.py). Structured details go
-in `extra={"fields": {...}}`. Message text is never logged.
+in `extra={"fields": {...}}`. Message text is never logged, and neither are
+tokens or keys: request lines log the path alone, and every line is redacted
+besides (a `token=` parameter or a bearer credential in a URL or an error).
 """
 
 import json
 import logging
+import re
 import time
 from datetime import datetime, timezone
 
 from flask import g, request
 
 access = logging.getLogger("chat_app.access")
+
+_SECRET = re.compile(r"(token=|bearer\s+)[^\s&;\"'\\]+", re.IGNORECASE)
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")  # a JWT anywhere: its header is '{"...'
+
+
+def redact(line):
+    """line with every `token=<value>`, `Bearer <value>` and JWT replaced."""
+    return _JWT.sub("[redacted]", _SECRET.sub(r"\1[redacted]", line))
 
 
 def _timestamp(record):
@@ -30,7 +41,7 @@ class TextFormatter(logging.Formatter):
             line += " " + fields
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +53,7 @@ class JsonFormatter(logging.Formatter):
         data.update(getattr(record, "fields", {}))
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False, default=str)
+        return redact(json.dumps(data, ensure_ascii=False, default=str))
 
 
 def config(log_format):

@@ -1,10 +1,10 @@
 """Long polling: the page asks for the events after the last one it has."""
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, request
 
 from . import views
+from .access import admitted, room_url, seconds_left
 from .chat import current_chat
-from .events import read_query
 from .exceptions import ShuttingDown
 from .longpoll import LongPoll
 from .metrics import OPEN_CONNECTIONS
@@ -17,18 +17,19 @@ bp.add_url_rule("/room/messages", "say", views.post_message, methods=["POST"])
 
 @bp.get("/room")
 def room():
-    room, user, _ = read_query(request.environ)
-    return views.render_room(
-        room, user,
-        post_url=url_for(".say", user=user, room=room),
-        leave_url=url_for(".leave", user=user, room=room))
+    room, user, _ = admitted()
+    return views.render_room(room, user, post_url=room_url(".say"), leave_url=room_url(".leave"))
 
 
 @bp.get("/room/messages")
 def messages():
-    """The events after lastReceived: at once from the archive, or when they come."""
-    room, user, after = read_query(request.environ, user_required=False)
+    """The events after lastReceived: at once from the archive, or when they
+    come; [] after the timeout, or when the request's token expires."""
+    room, user, after = admitted()
     chat = current_chat()
+    timeout, left = chat.settings.longpoll_timeout, seconds_left()
+    if left is not None:
+        timeout = min(timeout, left)
     if user is not None:
         began = chat.presence.seen(room, user)
     poll = LongPoll(room, request.environ, user)
@@ -36,7 +37,7 @@ def messages():
     try:
         chat.hub.attach(poll, after)
         try:
-            poll.wait(chat.settings.longpoll_timeout)
+            poll.wait(timeout)
         finally:
             chat.hub.detach(poll)
     except ShuttingDown:

@@ -43,7 +43,7 @@ for _transport in ("websocket", "sse", "longpolling"):
     FRAMES_DELIVERED.labels(_transport)
 for _type in ("join", "leave", "message"):
     EVENTS_POSTED.labels(_type)
-for _reason in ("validation", "rate", "origin"):
+for _reason in ("validation", "rate", "origin", "auth"):
     POSTS_REFUSED.labels(_reason)
 
 

@@ -28,11 +28,11 @@ from collections import Counter
 
 import gevent
 import redis
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
+from .access import admitted
 from .chat import current_chat
 from .config import PRESENCE_FLUSH_INTERVAL
-from .events import read_query
 from .exceptions import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,10 @@ class Presence:
 
 @bp.get("/presence")
 def presence():
-    room, _, _ = read_query(request.environ, user_required=False)
-    users = current_chat().presence.users(room)
-    return jsonify(room=room, users=users)
+    room, _, _ = admitted()
+    return present(room)
+
+
+def present(room):
+    """The answer of GET /presence?room=R: {"room": R, "users": [...]}."""
+    return jsonify(room=room, users=current_chat().presence.users(room))

@@ -16,7 +16,7 @@ from .exceptions import RateLimited, StoreUnavailable
 from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
 
 # Posts one event atomically, so that publication order is id order.
-# KEYS: last id, archive, and for a message the sender's rate bucket.
+# KEYS: last id, archive, and for a rate-limited message the sender's bucket.
 # ARGV: event fields (JSON members), archive size, channel, burst, refill/s.
 # Returns the event's JSON, or false when the rate limit refuses it.
 # The id is max(last + 1, Redis time in microseconds): above every id handed
@@ -67,10 +67,14 @@ class Rooms:
     def channel(self, room):
         return f"{self._prefix}{room}:events"
 
-    def post(self, room, kind, user, text=""):
-        """Posts one event; returns its JSON (bytes). One round trip to Redis."""
+    def post(self, room, kind, user, text="", limited=True):
+        """Posts one event; returns its JSON (bytes). One round trip to Redis.
+
+        A message takes a token from its sender's rate bucket, unless not
+        `limited` (the server API's messages).
+        """
         keys = [f"{self._prefix}{room}:last", f"{self._prefix}{room}:archive"]
-        if kind == "message":
+        if kind == "message" and limited:
             keys.append(f"{self._prefix}{room}:rate:{user}")
         args = [event_fields(kind, room, user, text), self._archive_size,
                 self.channel(room), self._burst, self._per_sec]

@@ -12,9 +12,10 @@ import time
 from flask import Blueprint, abort, request, url_for
 
 from . import views
+from .access import admitted, close_at_expiry, room_url
 from .chat import current_chat
 from .config import SSE_RETRY_MS
-from .events import parse_last_received, read_query
+from .events import parse_last_received
 from .exceptions import ShuttingDown
 from .metrics import OPEN_CONNECTIONS
 from .stream import Stream
@@ -27,16 +28,16 @@ bp.add_url_rule("/room/messages", "say", views.post_message, methods=["POST"])
 
 @bp.get("/room")
 def room():
-    room, user, _ = read_query(request.environ)
-    return views.render_room(
-        room, user, post_url=url_for(".say", user=user, room=room),
-        leave_url=url_for("home.index"))
+    room, user, _ = admitted()
+    return views.render_room(room, user, post_url=room_url(".say"),
+                             leave_url=url_for("home.index"))
 
 
 @bp.get("/room/events")
 def events():
-    """The room's stream; errors before it starts are answered as JSON."""
-    room, user, after = read_query(request.environ)
+    """The room's stream, ended when the request's token expires; errors before
+    it starts are answered as JSON."""
+    room, user, after = admitted()
     if request.headers.get("Last-Event-ID"):  # what a reconnecting EventSource sends
         after = parse_last_received(request.headers["Last-Event-ID"])
     sock = request.environ.get("gunicorn.socket")
@@ -70,9 +71,12 @@ def _serve(chat, stream, after):
         stream.start(SSE_RETRY_MS)
         stream.run()
         return
+    expiry = close_at_expiry(stream)
     try:
         stream.start(SSE_RETRY_MS)
         log.info("sse open", extra={"fields": {"room": stream.room, "user": stream.user}})
         stream.run()
     finally:
+        if expiry is not None:
+            expiry.kill(block=False)
         chat.leave(stream)

@@ -6,8 +6,9 @@ names the room page of the transport being used.
 
 from flask import Response, redirect, render_template, request, url_for
 
+from .access import admitted, room_url
 from .chat import current_chat
-from .events import parse_text, read_query
+from .events import parse_text
 from .exceptions import Invalid
 
 TRANSPORT_NAMES = {
@@ -20,14 +21,14 @@ TRANSPORT_NAMES = {
 
 def join():
     """GET /<transport>?user=U&room=R: posts U's join, then shows the room page."""
-    room, user, _ = read_query(request.environ)
+    room, user, _ = admitted()
     current_chat().enter_from_page(room, user)
-    return redirect(url_for(".room", user=user, room=room), 302)
+    return redirect(room_url(".room"), 302)
 
 
 def leave():
     """GET /<transport>/room/leave?user=U&room=R: posts U's leave, then the welcome page."""
-    room, user, _ = read_query(request.environ)
+    room, user, _ = admitted()
     current_chat().leave_from_page(room, user)
     return redirect(url_for("home.index"), 302)
 
@@ -46,10 +47,14 @@ def post_message():
 
     The message is the form field `message`, or a JSON object's `message`.
     """
-    room, user, _ = read_query(request.environ)
+    room, user, _ = admitted()
     chat = current_chat()
     text = parse_text(_message_field(), chat.settings.max_message_chars)
-    event = chat.rooms.post(room, "message", user, text)
+    return created(chat.rooms.post(room, "message", user, text))
+
+
+def created(event):
+    """201 with a posted event's JSON."""
     return Response(event, status=201, mimetype="application/json")
 
 

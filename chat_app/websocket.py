@@ -10,13 +10,14 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, g, request, url_for
+from flask import Blueprint, abort, request, url_for
 from flask_sock import Sock
 
 from . import views
+from .access import admitted, close_at_expiry
 from .chat import current_chat
 from .client import Client, text_frame
-from .events import parse_text, read_query
+from .events import parse_text
 from .exceptions import Invalid, RateLimited, ShuttingDown, StoreUnavailable
 from .metrics import OPEN_CONNECTIONS, POSTS_REFUSED
 
@@ -44,16 +45,16 @@ SERVER_OPTIONS = {"thread_class": NoReaderThread, "event_class": object}
 
 @bp.get("/room")
 def room():
-    room, user, _ = read_query(request.environ)
+    room, user, _ = admitted()
     return views.render_room(room, user, post_url="", leave_url=url_for("home.index"))
 
 
 @bp.before_request
 def check_handshake():
-    """Refuses a bad handshake before it is accepted: 400, or 403 for a foreign Origin."""
+    """Refuses a bad handshake before it is accepted: 400, or 403 for a foreign
+    Origin (its room, user and token were admitted before: access.py)."""
     if request.endpoint != "websocket.socket":
         return None
-    g.room, g.user, g.after = read_query(request.environ)
     if request.headers.get("Sec-WebSocket-Version") != "13" or \
             not request.headers.get("Sec-WebSocket-Key"):
         raise Invalid("a WebSocket handshake (version 13) is required")
@@ -81,14 +82,15 @@ def origin_allowed(origin, host, allowed):
 def socket(ws):
     chat = current_chat()
     settings = chat.settings
-    client = Client(ws.sock, g.room, g.user, settings.send_queue, settings.max_message_chars)
+    room, user, after = admitted()
+    client = Client(ws.sock, room, user, settings.send_queue, settings.max_message_chars)
     # From here the Client owns the socket: simple-websocket must not write to
     # it, and its handshake state (kilobytes a connection) is dropped.
     ws.connected, ws.ws, ws.environ = False, None, None
     started = time.monotonic()
     OPEN_CONNECTIONS.labels(client.transport).inc()
     try:
-        _serve(chat, client)
+        _serve(chat, client, after)
     finally:
         OPEN_CONNECTIONS.labels(client.transport).dec()
         log.info("websocket closed", extra={"fields": {
@@ -98,19 +100,23 @@ def socket(ws):
     return None
 
 
-def _serve(chat, client):
-    """Replay and join, read until the socket closes, leave; or close at once
-    (1012 while this process stops, 1011 while Redis is away)."""
+def _serve(chat, client, after):
+    """Replay and join, read until the socket closes (1008 when the token
+    expires), leave; or close at once (1012 while this process stops, 1011
+    while Redis is away)."""
     try:
-        chat.join(client, g.after)
+        chat.join(client, after)
     except ShuttingDown:
         return _refuse(client, 1012, "server restarting; reconnect")
     except StoreUnavailable:
         return _refuse(client, 1011, "the chat store is unavailable")
     log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
+    expiry = close_at_expiry(client)
     try:
         client.run(lambda text: _on_text(chat, client, text))
     finally:
+        if expiry is not None:
+            expiry.kill(block=False)
         chat.leave(client)
     return None
 

@@ -1,12 +1,18 @@
 // Shared by the four room pages: the message list (events shown as text only),
 // gorilla's appendLog scrolling, the connection state, who is here, notices,
-// the send form and the wait before reconnecting. The transport scripts use Chat.
+// the send form, the wait before reconnecting, and the end of a session. The
+// transport scripts use Chat.
 "use strict";
 
 const Chat = (() => {
   const me = document.body.dataset.user;
   const room = document.body.dataset.room;
-  const query = `room=${encodeURIComponent(room)}&user=${encodeURIComponent(me)}`;
+  // Token mode: the page was opened with ?token=…; every request and socket
+  // it makes carries that token (the server puts it in the form and links).
+  const token = new URLSearchParams(location.search).get("token");
+  const auth = token ? `&token=${encodeURIComponent(token)}` : "";
+  const query = `room=${encodeURIComponent(room)}&user=${encodeURIComponent(me)}${auth}`;
+  const presenceUrl = `/presence?room=${encodeURIComponent(room)}${auth}`;
   const log = document.getElementById("messages");
   const emptyEntry = document.getElementById("event-template").content.firstElementChild;
   const state = document.getElementById("state");
@@ -15,6 +21,7 @@ const Chat = (() => {
   const input = document.getElementById("message");
   const people = document.getElementById("presence");
   const headcount = document.getElementById("headcount");
+  const ended = document.getElementById("ended");
 
   // The page renders times in UTC; the reader sees their own time zone.
   function showLocalTime(time) {
@@ -82,6 +89,7 @@ const Chat = (() => {
   }
 
   function setState(kind, text) {
+    if (state.classList.contains("ended")) return;  // the session is over for good
     if (kind === "connected" && !state.classList.contains("connected")) showPresenceSoon();
     state.className = `state ${kind}`;
     state.textContent = text;
@@ -90,8 +98,8 @@ const Chat = (() => {
   // Who is here: fetched on load, after a reconnect, and on every join or leave.
   async function showPresence() {
     try {
-      const response = await fetch(`/presence?room=${encodeURIComponent(room)}`, { cache: "no-store" });
-      if (!response.ok) return;
+      const response = await fetch(presenceUrl, { cache: "no-store" });
+      if (await refused(response) || !response.ok) return;
       const { users } = await response.json();
       people.replaceChildren(...users.map((user) => {
         const li = document.createElement("li");
@@ -141,6 +149,7 @@ const Chat = (() => {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ message: text }),
     });
+    if (await refused(response)) throw new Error("Not sent: the session has ended.");
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       throw new Error(body.error || `Not sent (HTTP ${response.status}).`);
@@ -164,15 +173,53 @@ const Chat = (() => {
     reset() { delay = 500; },
   };
 
-  // Once the reader clicks Leave, the page stops talking to the server: a poll
-  // or refresh sent after the leave would make them present again.
-  const leaving = new AbortController();
-  document.querySelector(".leave").addEventListener("click", () => leaving.abort());
+  // Once the reader clicks Leave, or the session ends, the page stops talking
+  // to the server: a poll or refresh sent after the leave would make them
+  // present again.
+  const stopping = new AbortController();
+  document.querySelector(".leave").addEventListener("click", () => stopping.abort());
+
+  // Token mode: a token the server refuses (401: it expired; 403: it does not
+  // allow this room) ends the session. The page cannot get a new token: it
+  // stops, says why, and links back to the start.
+  const EXPIRED = "Your session has expired. This page cannot start a new one: "
+    + "open the chat again from the application that sent you here.";
+  const DISCONNECTED = "The server has disconnected you from this room.";
+
+  function endSession(text) {
+    if (stopping.signal.aborted) return;
+    stopping.abort();
+    state.className = "state ended";
+    state.textContent = "session ended";
+    ended.querySelector(".why").textContent = text;
+    ended.hidden = false;
+    form.querySelectorAll("input, button").forEach((el) => { el.disabled = true; });
+  }
+
+  // Whether response is a refusal of the token; if so the session ends.
+  async function refused(response) {
+    if (!token || (response.status !== 401 && response.status !== 403)) return false;
+    const body = await response.clone().json().catch(() => ({}));
+    endSession(response.status === 401 ? EXPIRED : `This session may not go on: ${body.error || "refused"}.`);
+    return true;
+  }
+
+  // Whether the server still takes the page's token. A WebSocket or an
+  // EventSource that fails cannot tell why: this asks, before trying again.
+  async function sessionLives() {
+    if (!token) return true;
+    try {
+      return !(await refused(await fetch(presenceUrl, { cache: "no-store" })));
+    } catch (err) {
+      return true;  // the server is away: keep trying
+    }
+  }
 
   log.querySelectorAll("time[data-ts]").forEach(showLocalTime);
   log.scrollTop = log.scrollHeight;
   showPresenceSoon();
 
   return { me, query, lastId, append, appendNodes, setState, showPresence, showNotice,
-           onSend, post, restoreDraft, backoff, leaving: leaving.signal };
+           onSend, post, restoreDraft, backoff, stopped: stopping.signal, endSession,
+           refused, sessionLives, EXPIRED, DISCONNECTED };
 })();

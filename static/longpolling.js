@@ -15,7 +15,7 @@
 
   async function poll() {
     let failed = true;
-    while (!Chat.leaving.aborted) {
+    while (!Chat.stopped.aborted) {
       try {
         if (failed) {
           await reachable();
@@ -23,12 +23,13 @@
           failed = false;
         }
         const response = await fetch(`${url}&lastReceived=${Chat.lastId()}`,
-                                     { cache: "no-store", signal: Chat.leaving });
+                                     { cache: "no-store", signal: Chat.stopped });
+        if (await Chat.refused(response)) return;  // token mode: the session has ended
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         Chat.backoff.reset();
         Chat.append(await response.json());
       } catch (err) {
-        if (Chat.leaving.aborted) return;
+        if (Chat.stopped.aborted) return;
         failed = true;
         Chat.setState("disconnected", "disconnected, reconnecting…");
         await new Promise((resolve) => setTimeout(resolve, Chat.backoff.next()));

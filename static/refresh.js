@@ -6,9 +6,10 @@
   const PERIOD = 5000;
 
   async function refresh() {
-    if (Chat.leaving.aborted) return;
+    if (Chat.stopped.aborted) return;
     try {
-      const response = await fetch(location.href, { cache: "no-store", signal: Chat.leaving });
+      const response = await fetch(location.href, { cache: "no-store", signal: Chat.stopped });
+      if (await Chat.refused(response)) return;  // token mode: the session has ended
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
       const newest = Chat.lastId();
@@ -18,7 +19,7 @@
       Chat.setState("connected", "refreshing every 5 s");
       Chat.showPresence();
     } catch (err) {
-      if (Chat.leaving.aborted) return;
+      if (Chat.stopped.aborted) return;
       Chat.setState("disconnected", "disconnected, retrying…");
     }
     setTimeout(refresh, PERIOD);

@@ -14,10 +14,13 @@
     };
     source.onmessage = (message) => Chat.append([JSON.parse(message.data)]);
     // After a drop the browser reconnects by itself, sending Last-Event-ID; but
-    // an error answer (an HTTP status) closes the EventSource for good.
-    source.onerror = () => {
+    // an error answer (an HTTP status) closes the EventSource for good: one
+    // that refused the token (token mode: the stream ended when it expired)
+    // ends the session, any other is retried.
+    source.onerror = async () => {
       Chat.setState("disconnected", "disconnected, reconnecting…");
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, Chat.backoff.next());
+      if (source.readyState !== EventSource.CLOSED) return;
+      if (await Chat.sessionLives()) setTimeout(connect, Chat.backoff.next());
     };
   }
 

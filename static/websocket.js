@@ -1,5 +1,7 @@
 // WebSocket transport: events are pushed; after a drop the page reconnects by
 // itself with lastReceived, so it shows everything archived meanwhile, once.
+// A close with 1008 (its token expired, or the server disconnected the user)
+// ends the session instead.
 "use strict";
 
 (() => {
@@ -13,7 +15,9 @@
     if (last) url += `&lastReceived=${last}`;
     Chat.setState("connecting", "connecting…");
     socket = new WebSocket(url);
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       Chat.setState("connected", "connected");
       Chat.backoff.reset();
     };
@@ -28,8 +32,14 @@
       if (event.type === "message" && event.user === Chat.me && event.text === unconfirmed) unconfirmed = null;
       Chat.append([event]);
     };
-    socket.onclose = () => {
+    socket.onclose = async (event) => {
+      if (event.code === 1008) {
+        Chat.endSession(event.reason === "token expired" ? Chat.EXPIRED : Chat.DISCONNECTED);
+        return;
+      }
       Chat.setState("disconnected", "disconnected, reconnecting…");
+      // A handshake refused (its token, in token mode) looks like any failure.
+      if (!opened && !(await Chat.sessionLives())) return;
       setTimeout(connect, Chat.backoff.next());
     };
   }

@@ -10,10 +10,12 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import os  # noqa: E402
 
 import fakeredis  # noqa: E402
+import jwt  # noqa: E402
 import pytest  # noqa: E402
 
 from chat_app import create_app  # noqa: E402
@@ -24,6 +26,10 @@ from chat_app.room import Rooms  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 _rooms = itertools.count()
+
+# Token mode and the server API, as the tests configure them.
+AUTH_KEY = "test-hs256-secret-" + "0123456789abcdef" * 3  # 66 bytes: HS512 takes it too
+API_KEY = "test-api-key-0123456789"
 
 
 def require(installed, program, tests, hint=""):
@@ -72,3 +78,26 @@ def app(settings):
 def http(app):
     """Flask's test client on the embedded store."""
     return app.test_client()
+
+
+def token(user="ada", key=AUTH_KEY, algorithm="HS256", **claims):
+    """A token for user with claims (rooms, exp, nbf, ...), signed with AUTH_KEY
+    unless key and algorithm say otherwise."""
+    return jwt.encode({"sub": user, **claims}, key, algorithm=algorithm)
+
+
+@pytest.fixture
+def token_settings(settings):
+    """The test settings in token mode (HS256, AUTH_KEY), with the server API (API_KEY)."""
+    return dataclasses.replace(settings, auth_key=AUTH_KEY, api_key=API_KEY)
+
+
+@pytest.fixture
+def token_app(token_settings):
+    return create_app(token_settings)
+
+
+@pytest.fixture
+def token_http(token_app):
+    """Flask's test client of a token-mode app on the embedded store."""
+    return token_app.test_client()

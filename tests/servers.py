@@ -279,6 +279,7 @@ class Socket:
 
     def __init__(self, url, timeout=5.0, **options):
         self.ws = websocket.create_connection(url, timeout=timeout, **options)
+        self.close_reason = ""  # the server's, once recv_close has read its close frame
 
     def send(self, text):
         self.ws.send(text)
@@ -304,7 +305,7 @@ class Socket:
     def recv_close(self, timeout=5.0):
         """Reads until the close frame and answers it, as a browser does.
 
-        Returns (code, events read before it).
+        Returns (code, events read before it); the reason is kept in close_reason.
         """
         self.ws.settimeout(timeout)
         events = []
@@ -312,6 +313,7 @@ class Socket:
             frame = self.ws.recv_frame()
             if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
                 self.close()
+                self.close_reason = frame.data[2:].decode("utf-8", "replace")
                 return close_code(frame.data), events
             if frame.opcode == websocket.ABNF.OPCODE_TEXT:
                 events.append(json.loads(frame.data))

@@ -5,7 +5,7 @@ conftest that imports Playwright. Without chromium these tests skip, except in C
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser.browser import have_chromium, launch
+from tests.browser.browser import Person, have_chromium, launch
 from tests.conftest import require
 # The integration tests' server fixtures, which the browser tests use too.
 from tests.integration.conftest import (  # noqa: F401
@@ -24,3 +24,20 @@ def browser():
         chromium = launch(playwright)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def people(browser):
+    """people(name, **context_options): a new Person, whose pages must have
+    logged no error by the end of the test (but those matching `person.allowed`)."""
+    made = []
+
+    def person(name, **options):
+        made.append(Person(browser, name, **options))
+        return made[-1]
+
+    yield person
+    errors = [error for p in made for error in p.unexpected_errors()]
+    for p in made:
+        p.close()
+    assert not errors, "the pages logged errors:\n" + "\n".join(errors)

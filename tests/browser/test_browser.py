@@ -17,27 +17,10 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.browser.browser import NETWORK_ERROR, PHONE, TRANSPORTS, Person, post
+from tests.browser.browser import NETWORK_ERROR, PHONE, TRANSPORTS, post
 from tests.servers import wait_until
 
 BUTTONS = list(TRANSPORTS)  # the welcome page's transport buttons, in order
-
-
-@pytest.fixture
-def people(browser):
-    """people(name, **context_options): a new Person, whose pages must have
-    logged no error by the end of the test (but those matching `person.allowed`)."""
-    made = []
-
-    def person(name, **options):
-        made.append(Person(browser, name, **options))
-        return made[-1]
-
-    yield person
-    errors = [error for p in made for error in p.unexpected_errors()]
-    for p in made:
-        p.close()
-    assert not errors, "the pages logged errors:\n" + "\n".join(errors)
 
 
 def expect_state(people, kind, timeout=5_000):

@@ -3,14 +3,19 @@
 import dataclasses
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from chat_app.config import Settings
+from tests.tokens import ec_pems, rsa_pems
+
+EC_PUBLIC = ec_pems()[1]
 
 DEFAULTS = {
     "redis_url": None, "redis_prefix": "chat:", "archive_size": 100, "max_message_chars": 2000,
     "longpoll_timeout": 25.0, "rate_burst": 20, "rate_per_sec": 5.0, "send_queue": 256,
     "ping_interval": 25.0, "allowed_origins": (), "presence_ttl": 60.0, "fanout_interval": 0.005,
-    "secret_key": None, "log_format": "text",
+    "secret_key": None, "log_format": "text", "auth_key": None, "auth_public_key": None,
+    "api_key": None,
 }
 
 # variable, value in the environment, field, what the field holds
@@ -36,13 +41,17 @@ PARSED = [
     ("SECRET_KEY", "s3cret", "secret_key", "s3cret"),
     ("CHAT_LOG_FORMAT", "json", "log_format", "json"),
     ("CHAT_LOG_FORMAT", "JSON", "log_format", "json"),
+    ("CHAT_AUTH_KEY", "k" * 32, "auth_key", "k" * 32),
+    ("CHAT_AUTH_PUBLIC_KEY", EC_PUBLIC, "auth_public_key", EC_PUBLIC),
+    ("CHAT_AUTH_PUBLIC_KEY", rsa_pems()[1], "auth_public_key", rsa_pems()[1]),
+    ("CHAT_API_KEY", "a" * 16, "api_key", "a" * 16),
 ]
 
 EMPTY_IS_THE_DEFAULT = [
     "REDIS_URL", "CHAT_ARCHIVE_SIZE", "CHAT_MAX_MESSAGE_CHARS", "CHAT_LONGPOLL_TIMEOUT",
     "CHAT_RATE_BURST", "CHAT_RATE_PER_SEC", "CHAT_SEND_QUEUE", "CHAT_PING_INTERVAL",
     "CHAT_ALLOWED_ORIGINS", "CHAT_PRESENCE_TTL", "CHAT_FANOUT_INTERVAL", "SECRET_KEY",
-    "CHAT_REDIS_PREFIX", "CHAT_LOG_FORMAT",
+    "CHAT_REDIS_PREFIX", "CHAT_LOG_FORMAT", "CHAT_AUTH_KEY", "CHAT_AUTH_PUBLIC_KEY", "CHAT_API_KEY",
 ]
 
 # variable, a value it refuses: malformed, or under its minimum
@@ -57,6 +66,12 @@ REFUSED = [
     ("CHAT_PRESENCE_TTL", "0.5"), ("CHAT_PRESENCE_TTL", "1m"),
     ("CHAT_FANOUT_INTERVAL", "-0.001"), ("CHAT_FANOUT_INTERVAL", "5ms"),
     ("CHAT_LOG_FORMAT", "xml"),
+    ("CHAT_AUTH_KEY", "k" * 31),
+    ("CHAT_AUTH_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----"),
+    ("CHAT_AUTH_PUBLIC_KEY", "/nonexistent/chat-key.pem"),
+    ("CHAT_AUTH_PUBLIC_KEY", ec_pems(ec.SECP384R1)[1]),
+    ("CHAT_AUTH_PUBLIC_KEY", rsa_pems()[0]),
+    ("CHAT_API_KEY", "a" * 15),
 ]
 
 
@@ -84,3 +99,19 @@ def test_a_malformed_or_too_small_value_is_refused_with_its_name(name, raw):
 def test_the_process_environment_is_read_when_none_is_given(monkeypatch):
     monkeypatch.setenv("CHAT_ARCHIVE_SIZE", "7")
     assert Settings.from_env().archive_size == 7
+
+
+def test_the_public_key_may_be_the_path_of_a_pem_file(tmp_path):
+    path = tmp_path / "chat.pem"
+    path.write_text(EC_PUBLIC)
+    assert Settings.from_env({"CHAT_AUTH_PUBLIC_KEY": str(path)}).auth_public_key == EC_PUBLIC
+
+
+def test_token_mode_takes_one_key_not_both():
+    with pytest.raises(ValueError, match="CHAT_AUTH_KEY .* or CHAT_AUTH_PUBLIC_KEY"):
+        Settings.from_env({"CHAT_AUTH_KEY": "k" * 32, "CHAT_AUTH_PUBLIC_KEY": EC_PUBLIC})
+
+
+def test_secrets_stay_out_of_the_settings_repr():
+    text = repr(Settings.from_env({"CHAT_AUTH_KEY": "k" * 32, "CHAT_API_KEY": "a" * 16}))
+    assert "k" * 32 not in text and "a" * 16 not in text

@@ -22,3 +22,18 @@ def test_json_lines_are_one_object_each():
     assert "\n" not in line
     assert data["message"] == "websocket closed" and data["level"] == "WARNING"
     assert data["room"] == "lobby" and data["user"] == 'a "b"\n' and data["code"] == 1000
+
+
+TOKEN = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEifQ."
+         "5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA")
+
+
+def test_tokens_and_keys_are_redacted_from_every_line():
+    gunicorn_error = record(f"Error handling request /sse/room/events?room=a&token={TOKEN}&x=1")
+    header = record("rejected", header="Authorization: Bearer api-key-0123456789")
+    anywhere = record(f"something said {TOKEN}")
+    for formatter in (TextFormatter(), JsonFormatter()):
+        lines = [formatter.format(r) for r in (gunicorn_error, header, anywhere)]
+        assert not any(TOKEN in line or "api-key-0123456789" in line for line in lines)
+        assert "token=[redacted]&x=1" in lines[0] and "Bearer [redacted]" in lines[1]
+    json.loads(JsonFormatter().format(header))  # still one JSON object
