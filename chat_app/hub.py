@@ -18,7 +18,6 @@ reader reconnects with backoff, resubscribes and backfills.
 
 import logging
 import time
-from collections import Counter
 
 import gevent
 import redis
@@ -29,7 +28,6 @@ from .config import (
     ID_CLOCK_SLACK,
     PUBSUB_BACKOFF_MAX,
     PUBSUB_BACKOFF_MIN,
-    PUBSUB_BATCH_MAX,
     PUBSUB_PING_INTERVAL,
     PUBSUB_SILENCE,
     RECONNECT_WAIT,
@@ -38,6 +36,7 @@ from .config import (
 from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
 from .metrics import FRAMES_DELIVERED, HUB_ERRORS, REDIS_ERRORS
+from .pubsub import Confirmations, read_batches, sort_replies
 from .sequence import Batch, CatchUp, Sequence, parse_published
 
 log = logging.getLogger(__name__)
@@ -55,73 +54,19 @@ class Subscription:
         self.users = 0          # listeners holding this subscription
         self.ready = Event()    # set while Redis confirms the subscription
 
+    def backfill_from(self):
+        """The id after which this process may have missed the room's events
+        while unsubscribed: the last it delivered or, before any, the oldest a
+        listener has (None: no listener has read the archive yet)."""
+        if self.sequence.last_id is not None:
+            return self.sequence.last_id
+        marks = [catch_up.mark for catch_up in self.joining.values() if catch_up.queue is None]
+        return min(marks, default=None)
+
     def listeners(self):
         for group in list(self.current.values()):
             yield from list(group)
         yield from list(self.joining)
-
-
-class Confirmations:
-    """SUBSCRIBEs sent on one connection and not yet confirmed, by channel.
-
-    Redis confirms each SUBSCRIBE in order. A room left and joined again
-    quickly has two in flight (SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE): only the
-    last confirmation means its new subscription has taken effect.
-    """
-
-    def __init__(self, channels=()):
-        self._waiting = Counter(channels)
-
-    def sent(self, channel):
-        self._waiting[channel] += 1
-
-    def confirmed(self, channel):
-        """Records a confirmation; whether the channel's latest SUBSCRIBE is now in effect."""
-        self._waiting[channel] -= 1
-        if self._waiting[channel] > 0:
-            return False
-        del self._waiting[channel]
-        return True
-
-
-def sort_replies(replies):
-    """Pub/sub replies as ({channel: [published data]}, [channels confirmed]).
-
-    Redis sends [b"message", channel, data] and [b"subscribe", channel, n];
-    anything else it may push on the connection is ignored.
-    """
-    published, confirmed = {}, []
-    for reply in replies:
-        if not isinstance(reply, list) or len(reply) != 3:
-            continue
-        kind, channel, data = reply
-        if kind == b"message":
-            published.setdefault(channel, []).append(data)
-        elif kind == b"subscribe":
-            confirmed.append(channel)
-    return published, confirmed
-
-
-def read_batches(conn, interval):
-    """Yields the replies on a pub/sub connection, a batch at a time.
-
-    A batch is every reply already buffered. Batches are at least `interval`
-    apart: a message that arrives sooner waits for the rest of the interval,
-    so a busy room costs one write per listener per interval, not per message.
-    """
-    def reply():  # RESP3 (redis-py's default) sends pub/sub messages as pushes
-        return conn.read_response(disconnect_on_error=False, push_request=True)
-
-    last = 0.0
-    while True:
-        batch = [reply()]
-        wait = last + interval - time.monotonic()
-        if wait > 0:
-            gevent.sleep(wait)
-        last = time.monotonic()
-        while len(batch) < PUBSUB_BATCH_MAX and conn.can_read(timeout=0):
-            batch.append(reply())
-        yield batch
 
 
 class Hub:
@@ -355,10 +300,10 @@ class Hub:
         gevent.spawn(self._control.answer, reply, count)
 
     def _subscribed(self, sub):
-        """Redis confirmed a subscription: backfill what it may have missed."""
-        if sub.sequence.last_id is not None:
-            self._fan_out(sub, sub.sequence.accept(
-                self._rooms.history(sub.room, sub.sequence.last_id)))
+        """Redis confirmed a subscription: backfill what its listeners may have missed."""
+        after = sub.backfill_from()
+        if after is not None:
+            self._fan_out(sub, sub.sequence.accept(self._rooms.history(sub.room, after)))
         sub.ready.set()
 
     def _receive(self, sub, messages):

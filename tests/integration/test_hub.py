@@ -1,10 +1,13 @@
 """The hub across real processes: a real redis-server, real gunicorn workers."""
 
+import json
+
 import gevent
 import requests
 
 from chat_app.config import Settings
 from chat_app.control import Control
+from chat_app.exceptions import StoreUnavailable
 from chat_app.hub import Hub
 from chat_app.room import Rooms
 from chat_app.store import connect
@@ -87,3 +90,28 @@ def test_ids_keep_increasing_and_clients_keep_receiving_after_redis_restarts_emp
     assert after["id"] > before["id"]
     assert server.archive(room_name) == [after]  # Redis lost the rest
     assert sock.recv(timeout=10) == after  # the open socket is fed again, without a restart
+
+
+def test_a_listener_that_has_seen_no_live_event_yet_is_backfilled_after_a_restart(redis_server):
+    from chat_app.longpoll import LongPoll
+
+    store = connect(redis_server.url)
+    settings = Settings(rate_burst=100)
+    rooms = Rooms(store.commands, settings)
+    hub = Hub(rooms, store.pubsub, settings, Control(store.commands, settings))
+    before = json.loads(rooms.post("lobby", "message", "ada", "before"))
+    poll = LongPoll("lobby", {})
+    hub.attach(poll, before["id"])  # the hub has delivered nothing in this room yet
+    waiting = gevent.spawn(poll.wait, 10)
+    redis_server.restart()  # empty; the post below may land before the hub resubscribes
+    after = wait_until(lambda: try_post(rooms, "after"), message="posting again")
+    waiting.get(timeout=12)
+    assert json.loads(poll.response().get_data()) == [after]
+    hub.stop()
+
+
+def try_post(rooms, text):
+    try:
+        return json.loads(rooms.post("lobby", "message", "ada", text))
+    except StoreUnavailable:
+        return None

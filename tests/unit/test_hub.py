@@ -13,7 +13,8 @@ import pytest
 from chat_app.config import Settings
 from chat_app.control import Control
 from chat_app.exceptions import ShuttingDown, StoreUnavailable
-from chat_app.hub import Confirmations, Hub, read_batches, sort_replies
+from chat_app.hub import Hub, Subscription
+from chat_app.sequence import CatchUp
 from chat_app.longpoll import LongPoll
 from tests.servers import wait_until
 
@@ -76,37 +77,6 @@ def test_every_listener_gets_the_same_batch(hub, rooms):
     wait_until(lambda: all(listener.batches for listener in listeners))
     first = listeners[0].batches[0]
     assert all(listener.batches[0] is first for listener in listeners)  # encoded once, shared
-
-
-class BufferedConnection:
-    """A pub/sub connection with these replies already buffered, then closed."""
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-
-    def can_read(self, timeout=0):
-        return bool(self.replies)
-
-    def read_response(self, disconnect_on_error=True, push_request=False):
-        if not self.replies:
-            raise ConnectionError("closed")
-        return self.replies.pop(0)
-
-
-def test_messages_already_buffered_are_read_as_one_batch():
-    replies = [[b"message", b"chat:lobby:events", b"%d %d {}" % (i - 1, i)] for i in range(1, 6)]
-    batches = read_batches(BufferedConnection(replies), interval=0)
-    assert next(batches) == replies
-    with pytest.raises(ConnectionError):
-        next(batches)
-
-
-def test_other_pushes_on_the_connection_are_ignored():
-    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]],
-               [b"subscribe", b"chat:a:events", 1], [b"message", b"chat:a:events", b"0 1 {}"],
-               [b"unsubscribe", b"chat:b:events", 0], [b"message", b"chat:a:events", b"1 2 {}"]]
-    assert sort_replies(replies) == ({b"chat:a:events": [b"0 1 {}", b"1 2 {}"]},
-                                     [b"chat:a:events"])
 
 
 def test_a_message_sooner_than_the_interval_waits_for_the_next_fan_out(rooms, fake_redis):
@@ -371,28 +341,6 @@ def test_an_unexpected_error_in_the_reader_reconnects_and_backfills(
     assert hub_errors() == errors + 1
 
 
-@pytest.mark.parametrize("events, ready", [
-    (["sent", "confirmed"], [True]),
-    (["sent", "sent", "confirmed", "confirmed"], [False, True]),  # subscribe, leave, subscribe
-    (["sent", "sent", "sent", "confirmed", "confirmed", "confirmed"], [False, False, True]),
-    (["confirmed"], [True]),  # a confirmation nobody counted: as before, ready
-])
-def test_a_room_is_ready_when_its_last_subscribe_is_confirmed(events, ready):
-    confirmations, seen = Confirmations(), []
-    for event in events:
-        if event == "sent":
-            confirmations.sent(b"chat:lobby:events")
-        else:
-            seen.append(confirmations.confirmed(b"chat:lobby:events"))
-    assert seen == ready
-
-
-def test_a_new_connection_waits_for_each_of_its_subscribes():
-    confirmations = Confirmations([b"chat:hub", b"chat:a:events"])
-    assert confirmations.confirmed(b"chat:a:events") is True
-    assert confirmations.confirmed(b"chat:hub") is True
-
-
 # --- the control channel: requests to every process ---
 
 class UserListener(FakeListener):
@@ -417,3 +365,20 @@ def test_a_disconnect_closes_the_users_sockets_and_streams_in_every_process(
     assert control.disconnect("lobby", "nobody") == 0
     for hub in hubs:
         hub.stop()
+
+
+@pytest.mark.parametrize("last_id, marks, expected", [
+    (9, [3, 5], 9),           # what this process delivered last
+    (None, [5, 3], 3),        # nothing delivered yet: the oldest a listener has
+    (None, [], None),         # no listener has read the archive: nothing to backfill
+    (None, [None], None),     # one still reading: its own read will include it
+])
+def test_a_resubscribed_room_backfills_from_what_its_listeners_may_lack(last_id, marks, expected):
+    sub = Subscription("lobby", "chat:lobby:events")
+    sub.sequence.last_id = last_id
+    for mark in marks:
+        catch_up = CatchUp(mark or 0)
+        if mark is not None:
+            catch_up.archived([])
+        sub.joining[object()] = catch_up
+    assert sub.backfill_from() == expected

@@ -1,0 +1,58 @@
+"""The pub/sub connection's replies: batches, sorting, confirmations (no Redis)."""
+
+import pytest
+
+from chat_app.pubsub import Confirmations, read_batches, sort_replies
+
+
+class BufferedConnection:
+    """A pub/sub connection with these replies already buffered, then closed."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def can_read(self, timeout=0):
+        return bool(self.replies)
+
+    def read_response(self, disconnect_on_error=True, push_request=False):
+        if not self.replies:
+            raise ConnectionError("closed")
+        return self.replies.pop(0)
+
+
+def test_messages_already_buffered_are_read_as_one_batch():
+    replies = [[b"message", b"chat:lobby:events", b"%d %d {}" % (i - 1, i)] for i in range(1, 6)]
+    batches = read_batches(BufferedConnection(replies), interval=0)
+    assert next(batches) == replies
+    with pytest.raises(ConnectionError):
+        next(batches)
+
+
+def test_other_pushes_on_the_connection_are_ignored():
+    replies = [None, [b"pong", b""], [b"invalidate", [b"k"]],
+               [b"subscribe", b"chat:a:events", 1], [b"message", b"chat:a:events", b"0 1 {}"],
+               [b"unsubscribe", b"chat:b:events", 0], [b"message", b"chat:a:events", b"1 2 {}"]]
+    assert sort_replies(replies) == ({b"chat:a:events": [b"0 1 {}", b"1 2 {}"]},
+                                     [b"chat:a:events"])
+
+
+@pytest.mark.parametrize("events, ready", [
+    (["sent", "confirmed"], [True]),
+    (["sent", "sent", "confirmed", "confirmed"], [False, True]),  # subscribe, leave, subscribe
+    (["sent", "sent", "sent", "confirmed", "confirmed", "confirmed"], [False, False, True]),
+    (["confirmed"], [True]),  # a confirmation nobody counted: as before, ready
+])
+def test_a_room_is_ready_when_its_last_subscribe_is_confirmed(events, ready):
+    confirmations, seen = Confirmations(), []
+    for event in events:
+        if event == "sent":
+            confirmations.sent(b"chat:lobby:events")
+        else:
+            seen.append(confirmations.confirmed(b"chat:lobby:events"))
+    assert seen == ready
+
+
+def test_a_new_connection_waits_for_each_of_its_subscribes():
+    confirmations = Confirmations([b"chat:hub", b"chat:a:events"])
+    assert confirmations.confirmed(b"chat:a:events") is True
+    assert confirmations.confirmed(b"chat:hub") is True
