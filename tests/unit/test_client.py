@@ -256,3 +256,16 @@ def test_a_server_close_is_flushed_and_the_pump_ends_after_the_peer_answers(pair
     peer.send(close.response())
     runner.get(timeout=5)
     client.send(text_frame(b"{}"), 1)  # nothing is written after the close
+
+
+def test_a_closing_client_takes_no_more_events_and_counts_none(pair):
+    from chat_app.sequence import Batch
+
+    sock, peer = pair
+    client = make_client(sock)
+    batch = Batch([(1, b'{"id":1}'), (2, b'{"id":2}')])
+    assert client.deliver(batch) == 2
+    client.close(1012, "restarting")
+    assert client.deliver(batch) == 0  # the hub counts what deliver returns as delivered
+    events = peer.events(is_close)
+    assert texts(events) == ['{"id":1}', '{"id":2}'] and events[-1].code == 1012
