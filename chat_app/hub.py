@@ -92,9 +92,12 @@ class Hub:
 
     def start(self):
         if not self._greenlets:
+            # Listeners are pinged a tenth early, so no stream's keepalives are
+            # ever more than CHAT_PING_INTERVAL apart (and a silent WebSocket is
+            # still closed within two intervals).
             self._greenlets = [gevent.spawn(self._read_forever),
                                gevent.spawn(self._supervised, self._ping_listeners,
-                                            self._ping_interval),
+                                            self._ping_interval * 0.9),
                                gevent.spawn(self._supervised, self._watch_connection,
                                             PUBSUB_PING_INTERVAL)]
 
