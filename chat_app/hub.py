@@ -7,7 +7,7 @@ the room's Sequence (sequence.py), backfilling from the archive when a prev
 id shows a gap, and hands the room's Batch to each listener:
 
     listener.deliver(batch) -> events taken     (never blocks or yields)
-    listener.ping()                             (every CHAT_PING_INTERVAL)
+    listener.ping()                             (every 0.9 CHAT_PING_INTERVAL)
     listener.close(code, reason)                (shutdown, moderation)
 
 A WebSocket client (client.py), an event stream (stream.py) and a long poll
@@ -110,7 +110,7 @@ class Hub:
         return self.connected.is_set()
 
     def stop(self):
-        """Stops the reader and the pinger."""
+        """Stops the reader, the pinger and the connection's watchdog."""
         gevent.killall(self._greenlets)
         self._greenlets = []
         self._close()
