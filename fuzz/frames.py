@@ -40,7 +40,8 @@ def random_frames(rng):
         length = None if rng.random() < 0.9 else rng.choice([0, 125, 126, 65535, 2 ** 63, 2 ** 64 - 1])
         out += frame(payload, opcode, fin, rsv, mask, length)
         if opcode in (TEXT, CONTINUATION):
-            fragments = [payload] if opcode == TEXT else fragments + [payload]
+            read = payload if length is None else payload[:length]  # a shorter length is obeyed
+            fragments = [read] if opcode == TEXT else fragments + [read]
             texts.update(_texts(fragments))
     return out, texts
 
