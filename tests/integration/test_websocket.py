@@ -208,3 +208,13 @@ def test_a_handshake_header_that_is_not_ascii_is_refused_with_400(shared_server,
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_handshake_without_host_is_refused_with_400(shared_server, room_name):
+    """HTTP/1.1 requires a Host, and wsproto refuses a handshake without one: a 400, not a 500."""
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5) as sock:
+        sock.sendall(f"GET /websocket/room/socket?user=ana&room={room_name} HTTP/1.1\r\n"
+                     "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
