@@ -6,10 +6,13 @@
 # make bench: the fan-out benchmark, every scenario once, 2-3 minutes (needs redis-server;
 #             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; writes only
 #             under bench/results/; see bench/)
+# make fuzz: both fuzzers at their default budgets, about 4 minutes, not part of make test
+#            (fuzz/parsers.py: atheris, 60 s; fuzz/protocol.py: a real server, 150 s at most;
+#            needs redis-server; PARSERS_ARGS='-runs=200000', PROTOCOL_ARGS='--seconds 30')
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-unit screenshots bench clean
+.PHONY: run test test-unit screenshots bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +37,14 @@ bench: $(VENV)/.installed-bench
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+fuzz: $(VENV)/.installed-fuzz
+	$(PY) -m fuzz.parsers $(PARSERS_ARGS)
+	$(PY) -m fuzz.protocol $(PROTOCOL_ARGS)
+
+$(VENV)/.installed-fuzz: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[fuzz]'
 	touch $@
 
 clean:

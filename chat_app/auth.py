@@ -74,7 +74,7 @@ class Verifier:
             raise AuthRefused("the token has expired") from None
         except jwt.ImmatureSignatureError:
             raise AuthRefused("the token is not valid yet") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, UnicodeEncodeError):  # a lone surrogate is no token
             raise AuthRefused("the token is malformed, or not signed with this server's key") \
                 from None
         return identity(claims)

@@ -7,6 +7,7 @@ Nothing here shows a stack trace; unexpected errors are logged and answered
 import logging
 
 from flask import jsonify, make_response, render_template, request
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException
 
 from .config import SECURITY_HEADERS
@@ -34,12 +35,17 @@ POSTING_ENDPOINTS = frozenset({
 
 def error_response(status, message):
     """JSON on API routes; elsewhere a page, linking back to the form that was posted."""
-    if request.path in API_PATHS or request.path.startswith(API_PREFIX):
+    if request.path in API_PATHS or request.path.startswith(API_PREFIX) or not _has_urls():
         response = jsonify(error=message)
     else:
         back = request.full_path.rstrip("?") if request.method == "POST" else None
         response = render_template("error.html", status=status, message=message, back=back)
     return response, status
+
+
+def _has_urls():
+    """Whether the page could link anywhere: not for a Host no URL can be built for."""
+    return request_ctx.url_adapter is not None
 
 
 def init_app(app):

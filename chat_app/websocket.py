@@ -41,6 +41,10 @@ class NoReaderThread:
 
 # simple-websocket options: no reader thread, and no per-socket event object.
 SERVER_OPTIONS = {"thread_class": NoReaderThread, "event_class": object}
+# The handshake's headers wsproto decodes as ASCII text (Host as IDNA, and required):
+# other bytes, or no Host, are a 400.
+HANDSHAKE_TEXT_HEADERS = ("Host", "Connection", "Upgrade", "Sec-WebSocket-Protocol",
+                          "Sec-WebSocket-Extensions")
 
 
 @bp.get("/room")
@@ -58,6 +62,9 @@ def check_handshake():
     if request.headers.get("Sec-WebSocket-Version") != "13" or \
             not request.headers.get("Sec-WebSocket-Key"):
         raise Invalid("a WebSocket handshake (version 13) is required")
+    if "Host" not in request.headers or \
+            not all(request.headers.get(name, "").isascii() for name in HANDSHAKE_TEXT_HEADERS):
+        raise Invalid("a WebSocket handshake needs a Host, and ASCII headers")
     if not origin_allowed(request.headers.get("Origin"), request.host,
                           current_chat().settings.allowed_origins):
         POSTS_REFUSED.labels("origin").inc()

@@ -125,6 +125,8 @@ class SocketWriter:
                 except socket.timeout:
                     self._check()
                     continue
+                if not self._backlog or self.closed:  # emptied while waiting (an abort, a drop)
+                    break
                 chunk = self._backlog[0]
                 written = write_now(self._fd, chunk[0])
                 self._bytes -= written

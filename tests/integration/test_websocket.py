@@ -1,6 +1,7 @@
 """The WebSocket endpoint, against real gunicorn workers and a real redis-server."""
 
 import json
+import socket
 
 import pytest
 import requests
@@ -193,3 +194,27 @@ def test_the_rate_limit_is_shared_by_every_process_and_transport(shared_redis, s
     assert sorted(texts) == sorted(["1", "2", f"via {servers[0].port}", f"via {servers[1].port}"])
     for sock in sockets:
         sock.close()
+
+
+@pytest.mark.parametrize("header", ["Host: 127.0.0.1:5\xb93", "Connection: clos\xed\xa0\x80e"])
+def test_a_handshake_header_that_is_not_ascii_is_refused_with_400(shared_server, room_name, header):
+    """wsproto reads these headers as ASCII: other bytes are a bad handshake, not a 500."""
+    port = shared_server.port
+    lines = [f"GET /websocket/room/socket?user=ana&room={room_name} HTTP/1.1",
+             f"Host: 127.0.0.1:{port}", "Connection: Upgrade", "Upgrade: websocket",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    lines = [line for line in lines if not line.startswith("Host:") or "Host" not in header]
+    lines.append(header)  # a second Connection header is joined to the first: "Upgrade,clos..."
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_handshake_without_host_is_refused_with_400(shared_server, room_name):
+    """HTTP/1.1 requires a Host, and wsproto refuses a handshake without one: a 400, not a 500."""
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5) as sock:
+        sock.sendall(f"GET /websocket/room/socket?user=ana&room={room_name} HTTP/1.1\r\n"
+                     "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")

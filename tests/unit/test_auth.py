@@ -162,6 +162,13 @@ def test_the_token_comes_in_the_header_or_the_parameter_once(authorization, para
         assert request_token(authorization, parameter) == expected
 
 
+def test_a_token_that_is_not_unicode_text_is_refused():
+    """A lone surrogate cannot be encoded: the token is malformed (401), no other error."""
+    with pytest.raises(AuthRefused) as refused:
+        Verifier(AUTH_KEY, "HS256").decode("eyJ\ud9de.x.y")
+    assert refused.value.status == 401
+
+
 def test_bearer_reads_only_the_bearer_scheme():
     assert bearer("Bearer k") == "k" and bearer("Token k") is None and bearer(None) is None
 

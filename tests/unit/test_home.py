@@ -22,3 +22,12 @@ def test_unknown_page_is_a_readable_404(http):
     response = http.get("/nope")
     assert response.status_code == 404
     assert response.mimetype == "text/html" and "Error 404" in response.get_data(as_text=True)
+
+
+def test_a_malformed_host_is_a_400_not_a_500(http):
+    """A Host no URL can be built for (an empty label) is refused: the error
+    page cannot link to anything, so the refusal is JSON."""
+    for path in ("/", "/refresh?user=ana&room=lobby", "/healthz"):
+        response = http.get(path, headers={"Host": ".0.0.1:8000"})
+        assert response.status_code == 400, path
+        assert response.get_json()["error"]

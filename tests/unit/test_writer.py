@@ -89,6 +89,19 @@ def test_dropping_unstarted_chunks_keeps_only_a_chunk_partly_written(pair):
     assert data in (b"p" * 3000 * count + b"END", b"p" * 3000 * (count - 1) + b"END")
 
 
+def test_a_backlog_emptied_while_the_drainer_waits_ends_the_drainer(pair):
+    """The drainer waits for the socket; an abort meanwhile (a closing
+    listener) empties the backlog: the drainer ends without an error."""
+    server, _ = pair
+    writer = make_writer(server)
+    fill(writer, b"d" * 3000)
+    drainer = writer._drainer
+    gevent.sleep(0.01)  # the drainer now waits for the socket
+    writer.abort()
+    drainer.join(timeout=2)
+    assert drainer.successful() and not writer.draining
+
+
 def test_a_peer_that_is_gone_aborts_the_writer(pair):
     server, peer = pair
     writer = make_writer(server)
