@@ -402,3 +402,9 @@ class EventStream:
 
 def close_code(data):
     return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+
+
+def assert_chained(events):
+    """Each event's prev is the id of the one before it: nothing between them was missed."""
+    for before, after in zip(events, events[1:]):
+        assert after["prev"] == before["id"], (before, after)

@@ -3,13 +3,7 @@ transports, so a client can tell a whole history from one with a gap."""
 
 import requests
 
-from tests.servers import Socket, wait_until
-
-
-def assert_chained(events):
-    """Each event's prev is the id of the one before it."""
-    for before, after in zip(events, events[1:]):
-        assert after["prev"] == before["id"], (before, after)
+from tests.servers import Socket, assert_chained, wait_until
 
 
 def test_the_chain_holds_across_processes_and_transports(redis_server, start_server, room_name):

@@ -11,10 +11,11 @@ import sys
 import time
 
 import gevent
+import redis
 import requests
 import websocket
 
-from tests.servers import Socket, wait_until
+from tests.servers import Socket, assert_chained, wait_until
 
 # --- a client that reads too slowly --------------------------------------------
 
@@ -314,15 +315,12 @@ def test_a_stalled_redis_gives_503_without_hanging_and_resumes_without_a_gap(
     # ran it when it resumed: it may show up, in its place in the chain.
     assert [e["text"] for e in got] in (["after the stall"], ["during the stall", "after the stall"])
     assert got[0]["prev"] == before["id"]  # no gap in the chain
-    for earlier, later in zip(got, got[1:]):
-        assert later["prev"] == earlier["id"]
+    assert_chained(got)
     sock.close()
 
 
 def test_a_subscriber_connection_killed_by_redis_is_replaced_and_backfilled(
         redis_server, start_server, room_name):
-    import redis
-
     server = start_server(redis_server.url, workers=2)
     sock = server.join(room_name, "ada")
     admin = redis.Redis.from_url(redis_server.url)
@@ -333,16 +331,12 @@ def test_a_subscriber_connection_killed_by_redis_is_replaced_and_backfilled(
         event = wait_until(lambda: server.try_post(room_name, f"after kill {i}"))
         assert sock.recv(timeout=10) == event
     wait_until(lambda: healthz(server) == 200, message="/healthz after the kills")
-    assert_chain = server.archive(room_name)
-    for before, after in zip(assert_chain, assert_chain[1:]):
-        assert after["prev"] == before["id"]
+    assert_chained(server.archive(room_name))
     sock.close()
 
 
 def test_a_malformed_message_published_by_hand_stops_nothing(
         redis_server, start_server, room_name):
-    import subprocess
-
     server = start_server(redis_server.url, workers=2)
     sock = server.join(room_name, "ada")
     channel = f"chat:{room_name}:events"
