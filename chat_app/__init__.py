@@ -3,7 +3,8 @@
 The data path, one module a step:
     a transport's blueprint (refresh, longpolling, websocket, sse) posts an event
     -> room.py runs the post script in Redis (id, archive, PUBLISH)
-    -> hub.py, in every process, reads the pub/sub connection in batches
+    -> hub.py, in every process, reads its pub/sub connections in batches
+       (pubsub.py: one per Redis node, one per shard on a cluster, store.py)
     -> sequence.py orders each room's events, once each, gaps backfilled
     -> each listener of the room writes the batch to its socket:
        client.py (WebSocket), stream.py (server-sent events), longpoll.py.
@@ -70,11 +71,12 @@ def create_app(settings=None):
         SOCK_SERVER_OPTIONS=websocket.SERVER_OPTIONS,
     )
     connections = store.connect(settings.redis_url)
-    rooms = Rooms(connections.commands, settings)
-    control = Control(connections.commands, settings)
+    commands, cluster = connections.commands, connections.cluster
+    rooms = Rooms(commands, settings, cluster)
+    control = Control(commands, settings, cluster)
     app.extensions["chat"] = Chat(
-        settings, rooms, Hub(rooms, connections.pubsub, settings, control), control,
-        presence.Presence(connections.commands, settings), Verifier.from_settings(settings))
+        settings, rooms, Hub(rooms, connections.nodes, settings, control), control,
+        presence.Presence(commands, settings, cluster), Verifier.from_settings(settings))
     for module in (home, refresh, longpolling, websocket, sse, presence, metrics):
         app.register_blueprint(module.bp)
     if settings.api_key:

@@ -36,6 +36,7 @@ FORM_SLACK_BYTES = 65536      # request body bytes allowed beyond 12 per allowed
 CONTROL_WAIT = 1.0            # seconds a control request (a disconnect) waits for every process's answer
 CONTROL_REPLY_TTL = 10        # seconds an unread answer to a control request is kept in Redis
 PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of a process (at most TTL/4)
+PRESENCE_CLUSTER_CALLS = 16   # presence script calls in flight at once on a cluster (no pipelined scripts there)
 AUTH_KEY_MIN_BYTES = 32       # shortest CHAT_AUTH_KEY: an HS256 secret as long as the hash (RFC 7518, 3.2)
 API_KEY_MIN_CHARS = 16        # shortest CHAT_API_KEY: too long to guess
 
@@ -109,12 +110,15 @@ class Settings:
             for o in env.get("CHAT_ALLOWED_ORIGINS", "").split(",")
             if o.strip()
         )
+        prefix = env.get("CHAT_REDIS_PREFIX") or "chat:"
+        if "{" in prefix or "}" in prefix:  # a brace would make the prefix a cluster hash tag
+            raise ValueError(f"CHAT_REDIS_PREFIX must not contain {{ or }}, not {prefix!r}")
         log_format = (env.get("CHAT_LOG_FORMAT") or "text").lower()
         if log_format not in ("text", "json"):
             raise ValueError(f"CHAT_LOG_FORMAT must be text or json, not {log_format!r}")
         kwargs = dict(
             redis_url=env.get("REDIS_URL") or None,
-            redis_prefix=env.get("CHAT_REDIS_PREFIX") or "chat:",
+            redis_prefix=prefix,
             archive_size=_int(env, "CHAT_ARCHIVE_SIZE", 100, minimum=1),
             max_message_chars=_int(env, "CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1),
             longpoll_timeout=_float(env, "CHAT_LONGPOLL_TIMEOUT", 25.0),

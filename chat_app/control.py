@@ -1,6 +1,8 @@
 """Requests to every process at once, over the hubs' control channel.
 
-Every process's hub subscribes to one control channel, `P hub`. A request is
+Every process's hub subscribes to one control channel, `P hub` (on a
+cluster, a shard channel: SPUBLISH counts every subscriber, PUBLISH would
+count only those of the node it reached). A request is
 published there as JSON; each hub acts on it for its own listeners and
 pushes its answer onto the reply list the request names, which the
 requesting process reads until every receiver has answered or the wait ends.
@@ -40,9 +42,10 @@ def parse_request(data):
 class Control:
     """The control channel's requests and answers, through the command connections."""
 
-    def __init__(self, client, settings):
+    def __init__(self, client, settings, cluster=False):
         self._redis = client
         self._prefix = settings.redis_prefix
+        self._publish = "SPUBLISH" if cluster else "PUBLISH"
         self.channel = f"{settings.redis_prefix}hub"
 
     def disconnect(self, room, user):
@@ -52,7 +55,8 @@ class Control:
         """
         reply = f"{self._prefix}reply:{secrets.token_hex(8)}"
         try:
-            receivers = self._redis.publish(self.channel, disconnect_request(room, user, reply))
+            receivers = self._redis.execute_command(
+                self._publish, self.channel, disconnect_request(room, user, reply))
             return self._collect(reply, receivers)
         except redis.RedisError as exc:
             REDIS_ERRORS.inc()

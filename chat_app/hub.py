@@ -1,8 +1,10 @@
-"""This process's hub: its one pub/sub connection, and each room's listeners.
+"""This process's hub: its subscriptions, and each room's listeners.
 
 A post runs the Lua script (room.py), which publishes "<prev> <id> <event>"
-on the room's channel. The hub reads its one pub/sub connection, takes every
-message already buffered (a batch), puts each room's messages in order with
+on the room's channel. The hub's links (pubsub.py) read its pub/sub
+connections: one to a single Redis, or one per cluster shard that owns a
+room it listens to. Each takes every message already buffered (a batch),
+and the hub puts each room's messages in order with
 the room's Sequence (sequence.py), backfilling from the archive when a prev
 id shows a gap, and hands the room's Batch to each listener:
 
@@ -12,8 +14,14 @@ id shows a gap, and hands the room's Batch to each listener:
 
 A WebSocket client (client.py), an event stream (stream.py) and a long poll
 (longpoll.py) are listeners; each owns its wire format and its socket, and
-the hub knows nothing of either. Redis going away only delays delivery: the
-reader reconnects with backoff, resubscribes and backfills.
+the hub knows nothing of either. Redis going away only delays delivery: a
+link reconnects with backoff, resubscribes and backfills; on a cluster its
+rooms follow their slots to a promoted replica or another master.
+
+Nothing the hub has accepted into a room's Sequence waits across a yield
+before it is handed to the listeners, and the Sequence drops what it has
+handed out, so a room's listeners see its events once and in id order, even
+while its channel moves between links and two of them read it for a moment.
 """
 
 import logging
@@ -24,19 +32,11 @@ import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from .config import (
-    ID_CLOCK_SLACK,
-    PUBSUB_BACKOFF_MAX,
-    PUBSUB_BACKOFF_MIN,
-    PUBSUB_PING_INTERVAL,
-    PUBSUB_SILENCE,
-    RECONNECT_WAIT,
-    SUBSCRIBE_TIMEOUT,
-)
+from .config import ID_CLOCK_SLACK, PUBSUB_PING_INTERVAL, RECONNECT_WAIT, SUBSCRIBE_TIMEOUT
 from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
-from .metrics import FRAMES_DELIVERED, HUB_ERRORS, REDIS_ERRORS
-from .pubsub import Confirmations, read_batches, sort_replies
+from .metrics import FRAMES_DELIVERED, HUB_ERRORS
+from .pubsub import Link, sort_replies
 from .sequence import Batch, CatchUp, Sequence, parse_published
 
 log = logging.getLogger(__name__)
@@ -70,50 +70,52 @@ class Subscription:
 
 
 class Hub:
-    """Owns this process's pub/sub connection; the only reader of it."""
+    """This process's subscriptions: the links (pub/sub connections) they
+    travel on, one per Redis node, and each room's listeners."""
 
-    def __init__(self, rooms, pubsub_client, settings, control):
+    def __init__(self, rooms, nodes, settings, control):
         self._rooms = rooms
-        self._client = pubsub_client
+        self._nodes = nodes       # where each channel's messages come from: store.Nodes
         self._control = control   # requests from other processes: control.py
         self._ping_interval = settings.ping_interval
-        self._fanout_interval = settings.fanout_interval
+        self.fanout_interval = settings.fanout_interval
         self._subs = {}          # room -> Subscription
         self._by_channel = {}    # channel (bytes) -> Subscription
-        self._lock = Semaphore()  # orders (un)subscribe commands like _subs changes
-        self._conn = None         # the pub/sub connection, while it is up
-        self._unconfirmed = Confirmations()  # SUBSCRIBEs sent on _conn, not yet confirmed
-        self._heard_at = 0.0      # when _conn last gave a reply (time.monotonic())
+        self._links = {}         # node -> Link
+        self._route = {}         # channel -> the Link it is wanted on
+        self._lock = Semaphore()  # orders (un)subscribe commands like the changes above
         self._greenlets = []
         self._stopping = False
-        self._failing = Event()   # set while the last connection attempt has failed
-        self._retry_now = Event()  # ends the reconnect backoff early
-        self.connected = Event()  # set while the pub/sub connection is up
 
     def start(self):
         if not self._greenlets:
             # Listeners are pinged a tenth early, so no stream's keepalives are
             # ever more than CHAT_PING_INTERVAL apart (and a silent WebSocket is
             # still closed within two intervals).
-            self._greenlets = [gevent.spawn(self._read_forever),
-                               gevent.spawn(self._supervised, self._ping_listeners,
+            self._greenlets = [gevent.spawn(self._supervised, self._ping_listeners,
                                             self._ping_interval * 0.9),
-                               gevent.spawn(self._supervised, self._watch_connection,
+                               gevent.spawn(self._supervised, self._watch_links,
                                             PUBSUB_PING_INTERVAL)]
+            with self._lock:
+                self._assign(self._control.channel)
 
     def up(self, timeout):
-        """Whether this process's subscription is up; a hub still making its
-        first connection is given up to timeout (one that failed is not)."""
+        """Whether this process's subscriptions are up: every link connected. A
+        link still making its first connection is given up to timeout (one
+        that failed is not)."""
         self.start()
-        if not self.connected.is_set() and not self._failing.is_set():
-            gevent.wait([self.connected, self._failing], count=1, timeout=timeout)
-        return self.connected.is_set()
+        for link in list(self._links.values()):
+            if not link.connected.is_set() and not link.failing.is_set():
+                gevent.wait([link.connected, link.failing], count=1, timeout=timeout)
+        return all(link.connected.is_set() for link in list(self._links.values()))
 
     def stop(self):
-        """Stops the reader, the pinger and the connection's watchdog."""
+        """Stops the links, the pinger and the links' watchdog."""
         gevent.killall(self._greenlets)
         self._greenlets = []
-        self._close()
+        for link in list(self._links.values()):
+            link.stop()
+        self._links, self._route = {}, {}
 
     # --- listeners ------------------------------------------------------------
 
@@ -169,21 +171,20 @@ class Hub:
     def _acquire(self, room):
         if self._stopping:
             raise ShuttingDown()
-        if self._failing.is_set():  # Redis was away: try again now, not after the backoff
-            self._retry_now.set()
-            if not self.connected.wait(RECONNECT_WAIT):
-                raise StoreUnavailable("the pub/sub connection to Redis is down")
         self.start()
         with self._lock:
             sub = self._subs.get(room)
             if sub is None:
                 sub = self._subs[room] = Subscription(room, self._rooms.channel(room))
                 self._by_channel[sub.channel.encode()] = sub
-                if self._command("SUBSCRIBE", sub.channel):
-                    self._unconfirmed.sent(sub.channel.encode())
+                self._assign(sub.channel)
             sub.users += 1
+            link = self._route[sub.channel]
+        if link.failing.is_set():  # Redis was away: try again now, not after the backoff
+            link.retry_now.set()
+            link.connected.wait(RECONNECT_WAIT)
         # Confirmed, or the connection failed (no need to wait out the timeout then).
-        gevent.wait([sub.ready, self._failing], count=1, timeout=SUBSCRIBE_TIMEOUT)
+        gevent.wait([sub.ready, link.failing], count=1, timeout=SUBSCRIBE_TIMEOUT)
         if not sub.ready.is_set():
             self._release(sub)
             raise StoreUnavailable("the pub/sub connection to Redis is down")
@@ -195,102 +196,83 @@ class Hub:
             if sub.users == 0 and self._subs.get(sub.room) is sub:
                 del self._subs[sub.room]
                 del self._by_channel[sub.channel.encode()]
-                self._command("UNSUBSCRIBE", sub.channel)
+                self._route.pop(sub.channel).remove(sub.channel)
 
-    def _command(self, name, *args):
-        """Sends a command on the pub/sub connection; whether it was sent.
+    # --- the links: which node carries each channel --------------------------------
 
-        If the connection is down, the reader resubscribes when it is back.
-        """
-        conn = self._conn
-        if conn is None:
-            return False
+    def _assign(self, channel):
+        """Wants channel on the link to the node that carries it now (lock held)."""
+        node = self._nodes.node_for(channel)
+        link = self._links.get(node)
+        if link is None:
+            link = self._links[node] = Link(node, self._nodes, self, self._lock)
+        self._route[channel] = link
+        link.add(channel)
+
+    def _reassign(self, link, channels):
+        """Channels no longer subscribed on link go, after a look at the
+        cluster's slots, to the node that carries them now (maybe the same)."""
         try:
-            conn.send_command(name, *args)
-        except (redis.RedisError, OSError) as exc:
-            log.debug("%s %s failed: %s", name, args, exc)
-            return False
-        return True
-
-    # --- the pub/sub reader -------------------------------------------------------
-
-    def _read_forever(self):
-        """The reader: whatever ends a connection (Redis going away, or a bug
-        here) is followed by a new one, resubscribed and backfilled."""
-        backoff = PUBSUB_BACKOFF_MIN
-        while True:
-            try:
-                conn = self._open()
-                backoff = PUBSUB_BACKOFF_MIN
-                for batch in read_batches(conn, self._fanout_interval):
-                    self._dispatch(batch)
-            except (redis.RedisError, OSError, StoreUnavailable) as exc:
-                REDIS_ERRORS.inc()
-                if not self._failing.is_set():
-                    log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
-            except Exception:
-                HUB_ERRORS.inc()
-                log.exception("the pub/sub reader failed; reconnecting")
-            self._failing.set()
-            self._close()
-            self._retry_now.clear()
-            gevent.sleep(PUBSUB_BACKOFF_MIN)
-            self._retry_now.wait(backoff - PUBSUB_BACKOFF_MIN)  # a listener may cut it short
-            backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
-
-    def _open(self):
-        """A new pub/sub connection, subscribed to the control channel and every room.
-
-        The hub speaks SUBSCRIBE on a plain redis-py connection rather than
-        through redis-py's PubSub: it keeps its own list of subscriptions, and
-        reading replies straight off the connection costs half as much.
-        """
-        pool = self._client.connection_pool
-        conn = pool.get_connection()
-        try:
-            with self._lock:
-                channels = [self._control.channel, *[s.channel for s in self._subs.values()]]
-                conn.send_command("SUBSCRIBE", *channels)
-                self._unconfirmed = Confirmations(channel.encode() for channel in channels)
-                self._heard_at = time.monotonic()
-                self._conn = conn
-        except BaseException:
-            conn.disconnect()
-            pool.release(conn)
-            raise
-        return conn
-
-    def _close(self):
-        self.connected.clear()
+            self._nodes.refresh()
+        except redis.RedisError as exc:
+            log.warning("the cluster's slots could not be read: %s", exc)
         with self._lock:
-            conn, self._conn = self._conn, None
-            for sub in self._subs.values():
-                sub.ready.clear()
-        if conn is not None:
-            conn.disconnect()
-            self._client.connection_pool.release(conn)
+            for channel in channels:
+                if self._route.get(channel) is link:
+                    link.drop(channel)
+                    self._assign(channel)
 
-    def _dispatch(self, replies):
-        self._heard_at = time.monotonic()
-        published, confirmed = sort_replies(replies)
+    def lost(self, link):
+        """A link's connection ended: on a cluster its channels follow their
+        slots (a replica promoted, a slot moved). Whether the link still has
+        channels to reconnect for; one with none is retired."""
+        if self._nodes.sharded:
+            self._reassign(link, list(link.channels))
+        with self._lock:
+            if link.channels:
+                return True
+            if self._links.get(link.node) is link:
+                del self._links[link.node]
+            return False
+
+    def unready(self, link):
+        """link's connection is down: its rooms are not ready until resubscribed (lock held)."""
+        for channel in link.channels:
+            sub = self._by_channel.get(channel.encode())
+            if sub is not None:
+                sub.ready.clear()
+
+    # --- what the links read ------------------------------------------------------
+
+    def dispatch(self, link, replies):
+        """A batch of replies read on link: confirmations, then each room's messages."""
+        published, confirmed, dropped = sort_replies(replies)
+        control = self._control.channel.encode()
         for channel in confirmed:
-            if not self._unconfirmed.confirmed(channel):
-                continue
-            if channel == self._control.channel.encode():
-                if self._failing.is_set():
-                    log.warning("redis pub/sub connection re-established")
-                self._failing.clear()
-                self.connected.set()
-            elif channel in self._by_channel:
+            if link.confirmed(channel) and channel in self._by_channel:
                 self._subscribed(self._by_channel[channel])
+        if dropped:
+            self._dropped(link, dropped)
         for channel, messages in published.items():
-            if channel == self._control.channel.encode():
+            if channel == control:
                 for data in messages:
                     self._on_control(data)
                 continue
             sub = self._by_channel.get(channel)
             if sub is not None and sub.ready.is_set():
                 self._receive(sub, messages)
+
+    def _dropped(self, link, channels):
+        """A shard unsubscribed channels it no longer owns (their slot moved):
+        those still wanted are subscribed again where they live now."""
+        wanted = [c.decode() for c in channels if self._route.get(c.decode()) is link]
+        for channel in wanted:
+            sub = self._by_channel.get(channel.encode())
+            if sub is not None:
+                sub.ready.clear()
+        if wanted:
+            log.warning("%d channels moved away from %s; following them", len(wanted), link.node)
+            gevent.spawn(self._reassign, link, wanted)
 
     def _on_control(self, data):
         """A request published on the control channel: acted on, and answered."""
@@ -321,7 +303,8 @@ class Hub:
                 log.warning("ignoring a malformed message on %s", sub.channel)
                 continue
             if sequence.gap_before(prev):
-                events += sequence.accept(self._rooms.history(sub.room, sequence.last_id))
+                self._fan_out(sub, events)  # nothing accepted waits across the read below
+                events = sequence.accept(self._rooms.history(sub.room, sequence.last_id))
             events += sequence.accept([(eid, raw)])
         self._fan_out(sub, events)
 
@@ -377,15 +360,7 @@ class Hub:
         for listener in self.listeners():
             listener.ping()
 
-    def _watch_connection(self):
-        """PINGs the pub/sub connection; one silent for PUBSUB_SILENCE (a stalled
-        or partitioned Redis, a half-dead connection) is dropped, so the reader
-        makes a new one, resubscribes and backfills."""
-        if self._conn is None:
-            return
-        if time.monotonic() - self._heard_at > PUBSUB_SILENCE:
-            REDIS_ERRORS.inc()
-            log.warning("redis pub/sub connection silent for %.0f s; reconnecting", PUBSUB_SILENCE)
-            self._close()
-        else:
-            self._command("PING")
+    def _watch_links(self):
+        """Every link's connection is PINGed; a silent one is replaced."""
+        for link in list(self._links.values()):
+            link.watch()

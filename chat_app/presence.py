@@ -1,7 +1,7 @@
 """Who is in a room, across every process: GET /presence, and its Redis side.
 
-A room's presence is a sorted set `P R:presence` of "<user>\n<holder>"
-members, scored by when they were seen (ms, the processes' clocks):
+A room's presence is a sorted set `P R:presence` (`P{R}:presence` on a
+cluster, in the room's slot) of "<user>\n<holder>" members, scored by when they were seen (ms, the processes' clocks):
 
 - "<user>\n<process>": user's WebSockets and event streams on one process,
   kept fresh by that process every TTL/3 and removed when its last one there
@@ -19,6 +19,7 @@ trip whatever the number of rooms and users: its sightings once a second (or
 every TTL/4 if that is sooner), its sockets every TTL/3.
 """
 
+import hashlib
 import logging
 import os
 import socket
@@ -27,34 +28,37 @@ import uuid
 from collections import Counter
 
 import gevent
+from gevent.pool import Pool
 import redis
 from flask import Blueprint, jsonify
 
 from .access import admitted
 from .chat import current_chat
-from .config import PRESENCE_FLUSH_INTERVAL
+from .config import PRESENCE_CLUSTER_CALLS, PRESENCE_FLUSH_INTERVAL
 from .exceptions import StoreUnavailable
+from .room import namespace, run_script
 
 log = logging.getLogger(__name__)
 bp = Blueprint("presence", __name__)
 
-# Writes a batch of HTTP sightings, each unless its user left after it began.
-# KEYS: a room's presence set per sighting (repeats allowed).
-# ARGV: the sets' lifetime (ms), then per sighting: user, began (ms), seen (ms).
+# Writes one room's HTTP sightings, each unless its user left after it began.
+# KEYS: the room's presence set (one key: on a cluster, one slot per call).
+# ARGV: the set's lifetime (ms), then per sighting: user, began (ms), seen (ms).
 SIGHTING_SCRIPT = """
-local kept = {}
-for i, key in ipairs(KEYS) do
-  local user, began, seen = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+local key, kept = KEYS[1], false
+for i = 2, #ARGV, 3 do
+  local user, began, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local left = tonumber(redis.call('ZSCORE', key, user .. '\\nleft')) or -1
   if left < tonumber(began) then
     redis.call('ZADD', key, 'GT', seen, user .. '\\nhttp')
-    if not kept[key] then
-      redis.call('PEXPIRE', key, ARGV[1])
-      kept[key] = true
-    end
+    kept = true
   end
 end
+if kept then
+  redis.call('PEXPIRE', key, ARGV[1])
+end
 """
+SIGHTING_SHA = hashlib.sha1(SIGHTING_SCRIPT.encode()).hexdigest()
 
 
 def _now_ms():
@@ -64,24 +68,24 @@ def _now_ms():
 class Presence:
     """The presence sets, and this process's share of them."""
 
-    def __init__(self, client, settings):
+    def __init__(self, client, settings, cluster=False):
         self._redis = client
         self._prefix = settings.redis_prefix
+        self._cluster = cluster
         self._ttl_ms = int(settings.presence_ttl * 1000)
         self._refresh_every = settings.presence_ttl / 3
         self._flush_every = min(PRESENCE_FLUSH_INTERVAL, settings.presence_ttl / 4)
         self._holder = f"ws:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sockets = Counter()   # (room, user) -> WebSockets and streams open here
         self._seen = {}             # (room, user) -> (began, seen) ms over HTTP, not yet written
-        self._write_sightings = client.register_script(SIGHTING_SCRIPT)
         self._ticker = None
 
     def _key(self, room):
-        return f"{self._prefix}{room}:presence"
+        return namespace(self._prefix, room, self._cluster) + "presence"
 
     def users(self, room):
         """The users present in room, each once, sorted by code point."""
-        pipe = self._redis.pipeline()
+        pipe = self._redis.pipeline(transaction=False)
         pipe.zremrangebyscore(self._key(room), "-inf", f"({_now_ms() - self._ttl_ms}")
         pipe.zrange(self._key(room), 0, -1, withscores=True)
         try:
@@ -184,15 +188,39 @@ class Presence:
                                  for room, user in self._sockets})
 
     def _flush_sightings(self, seen):
-        """Writes pending HTTP sightings in one round trip."""
-        keys, args = [], [self._ttl_ms * 2]
+        """Writes pending HTTP sightings, a script call per room: all in one
+        pipeline (one round trip), or on a cluster, which pipelines no
+        scripts, PRESENCE_CLUSTER_CALLS at a time."""
+        by_room = {}
         for (room, user), (began, at) in seen.items():
-            keys.append(self._key(room))
-            args += [user, began, at]
+            by_room.setdefault(room, []).extend([user, began, at])
+        calls = [([self._key(room)], [self._ttl_ms * 2, *sightings])
+                 for room, sightings in by_room.items()]
         try:
-            self._write_sightings(keys=keys, args=args)
+            if self._cluster:
+                Pool(PRESENCE_CLUSTER_CALLS).map(self._run_sighting, calls)
+            else:
+                self._pipeline_sightings(calls)
         except redis.RedisError as exc:
             log.warning("presence not updated: %s", exc)
+
+    def _run_sighting(self, call):
+        keys, args = call
+        run_script(self._redis, SIGHTING_SCRIPT, SIGHTING_SHA, keys, args)
+
+    def _pipeline_sightings(self, calls):
+        for by_sha in (True, False):
+            pipe = self._redis.pipeline(transaction=False)
+            for keys, args in calls:
+                if by_sha:
+                    pipe.evalsha(SIGHTING_SHA, len(keys), *keys, *args)
+                else:
+                    pipe.eval(SIGHTING_SCRIPT, len(keys), *keys, *args)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:  # a Redis new to it: the script is
+                continue                            # idempotent, so run it all again
 
 
 @bp.get("/presence")

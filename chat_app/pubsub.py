@@ -1,14 +1,26 @@
-"""The pub/sub connection's replies, below the hub: reading them in batches,
-sorting them, and counting the SUBSCRIBEs still in flight. No state but the
-connection it is given; the hub (hub.py) owns the connection.
+"""The pub/sub connections below the hub: one per Redis node it listens on
+(Link), their replies read in batches and sorted, and the SUBSCRIBEs still
+in flight counted. The hub (hub.py) decides which channels each carries.
 """
 
+import logging
 import time
 from collections import Counter
 
 import gevent
+import redis
+from gevent.event import Event
 
-from .config import PUBSUB_BATCH_MAX
+from .config import (
+    PUBSUB_BACKOFF_MAX,
+    PUBSUB_BACKOFF_MIN,
+    PUBSUB_BATCH_MAX,
+    PUBSUB_SILENCE,
+)
+from .exceptions import StoreUnavailable
+from .metrics import HUB_ERRORS, REDIS_ERRORS
+
+log = logging.getLogger(__name__)
 
 
 class Confirmations:
@@ -35,21 +47,26 @@ class Confirmations:
 
 
 def sort_replies(replies):
-    """Pub/sub replies as ({channel: [published data]}, [channels confirmed]).
+    """Pub/sub replies as ({channel: [published data]}, [channels confirmed],
+    [shard channels dropped]).
 
-    Redis sends [b"message", channel, data] and [b"subscribe", channel, n];
-    anything else it may push on the connection is ignored.
+    Redis sends [b"message", channel, data] and [b"subscribe", channel, n]; a
+    cluster's shard sends smessage and ssubscribe, and sunsubscribe, also
+    unasked when a channel's slot moves away. Anything else it may push on the
+    connection (PONG, the answers to UNSUBSCRIBE) is ignored.
     """
-    published, confirmed = {}, []
+    published, confirmed, dropped = {}, [], []
     for reply in replies:
         if not isinstance(reply, list) or len(reply) != 3:
             continue
         kind, channel, data = reply
-        if kind == b"message":
+        if kind in (b"message", b"smessage"):
             published.setdefault(channel, []).append(data)
-        elif kind == b"subscribe":
+        elif kind in (b"subscribe", b"ssubscribe"):
             confirmed.append(channel)
-    return published, confirmed
+        elif kind == b"sunsubscribe":
+            dropped.append(channel)
+    return published, confirmed, dropped
 
 
 def read_batches(conn, interval):
@@ -72,3 +89,151 @@ def read_batches(conn, interval):
         while len(batch) < PUBSUB_BATCH_MAX and conn.can_read(timeout=0):
             batch.append(reply())
         yield batch
+
+
+class Link:
+    """One pub/sub connection to one Redis node (the one Redis, or a cluster's
+    master) and the channels the hub wants on it.
+
+    Its reader is the only reader of the connection; commands go out with the
+    hub's lock held, in the order the hub decided them. Whatever ends a
+    connection (Redis going away, a bug in a listener) is followed, after a
+    backoff, by a new one subscribed to every channel still wanted; a link
+    left with no channel ends.
+    """
+
+    def __init__(self, node, nodes, hub, lock):
+        self.node = node
+        self.channels = set()       # channel names wanted on this node
+        self.connected = Event()    # set while the connection is up (a SUBSCRIBE confirmed)
+        self.failing = Event()      # set while the last connection attempt has failed
+        self.retry_now = Event()    # ends the reconnect backoff early
+        self.heard_at = 0.0         # when the connection last gave a reply (time.monotonic())
+        self._nodes = nodes
+        self._client = nodes.client(node)
+        self._prefix = "S" if nodes.sharded else ""   # SSUBSCRIBE on a cluster's shard
+        self._hub = hub
+        self._lock = lock
+        self._conn = None
+        self._unconfirmed = Confirmations()  # SUBSCRIBEs sent on _conn, not yet confirmed
+        self._greenlet = gevent.spawn(self._read_forever)
+
+    def add(self, channel):
+        """Wants channel here; subscribes now if the connection is up, else on the next."""
+        self.channels.add(channel)
+        if self.send(self._prefix + "SUBSCRIBE", channel):
+            self._unconfirmed.sent(channel.encode())
+
+    def remove(self, channel):
+        """No longer wants channel here, and unsubscribes."""
+        self.channels.discard(channel)
+        self.send(self._prefix + "UNSUBSCRIBE", channel)
+
+    def drop(self, channel):
+        """Forgets channel, with no command: its node is gone or no longer owns it."""
+        self.channels.discard(channel)
+
+    def confirmed(self, channel):
+        """Records a confirmation: whether the channel's latest SUBSCRIBE is now in effect.
+        The connection is up from the first."""
+        if self.failing.is_set():
+            log.warning("redis pub/sub connection re-established (%s)", self.node)
+        self.failing.clear()
+        self.connected.set()
+        return self._unconfirmed.confirmed(channel)
+
+    def send(self, name, *args):
+        """Sends a command on the connection; whether it was sent (if the
+        connection is down, the next one subscribes to every channel wanted)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            conn.send_command(name, *args)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("%s %s failed: %s", name, args, exc)
+            return False
+        return True
+
+    def watch(self):
+        """PINGs the connection; one silent for PUBSUB_SILENCE (a stalled or
+        partitioned Redis, a half-dead connection) is dropped, so the reader
+        makes a new one, resubscribes and backfills."""
+        if self._conn is None:
+            return
+        if time.monotonic() - self.heard_at > PUBSUB_SILENCE:
+            REDIS_ERRORS.inc()
+            log.warning("redis pub/sub connection silent for %.0f s (%s); reconnecting",
+                        PUBSUB_SILENCE, self.node)
+            self._close()
+        else:
+            self.send("PING")
+
+    def stop(self):
+        self._greenlet.kill()
+        self._close()
+
+    def _read_forever(self):
+        backoff = PUBSUB_BACKOFF_MIN
+        while True:
+            try:
+                conn = self._open()
+                backoff = PUBSUB_BACKOFF_MIN
+                for batch in read_batches(conn, self._hub.fanout_interval):
+                    self.heard_at = time.monotonic()
+                    self._hub.dispatch(self, batch)
+            except redis.exceptions.MovedError as exc:  # a SSUBSCRIBE sent where the slot was
+                log.info("a channel's slot moved to %s:%s; following it", exc.host, exc.port)
+            except (redis.RedisError, OSError, StoreUnavailable) as exc:
+                REDIS_ERRORS.inc()
+                if not self.failing.is_set():
+                    log.warning("redis pub/sub connection lost: %s (%s); reconnecting",
+                                exc, self.node)
+            except Exception:
+                HUB_ERRORS.inc()
+                log.exception("the pub/sub reader failed; reconnecting")
+            self.failing.set()
+            self._close()
+            if not self._hub.lost(self):  # every channel went to another node
+                return
+            self.retry_now.clear()
+            gevent.sleep(PUBSUB_BACKOFF_MIN)
+            self.retry_now.wait(backoff - PUBSUB_BACKOFF_MIN)  # a listener may cut it short
+            backoff = min(backoff * 2, PUBSUB_BACKOFF_MAX)
+
+    def _open(self):
+        """A new connection, subscribed to every channel wanted here.
+
+        The hub speaks SUBSCRIBE on a plain redis-py connection rather than
+        through redis-py's PubSub: it keeps its own list of subscriptions, and
+        reading replies straight off the connection costs half as much.
+        """
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            self._nodes.verify(conn)
+            with self._lock:
+                channels = sorted(self.channels)
+                if self._prefix:  # a shard takes one slot per SSUBSCRIBE
+                    commands = [("SSUBSCRIBE", channel) for channel in channels]
+                else:
+                    commands = [("SUBSCRIBE", *channels)] if channels else []
+                if commands:
+                    conn.send_packed_command(conn.pack_commands(commands))
+                self._unconfirmed = Confirmations(channel.encode() for channel in channels)
+                self.heard_at = time.monotonic()
+                self._conn = conn
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        return conn
+
+    def _close(self):
+        self.connected.clear()
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._hub.unready(self)
+        if conn is not None:
+            conn.disconnect()
+            self._client.connection_pool.release(conn)

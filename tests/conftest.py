@@ -23,6 +23,7 @@ from chat_app.config import Settings  # noqa: E402
 from chat_app.control import Control  # noqa: E402
 from chat_app.hub import Hub  # noqa: E402
 from chat_app.room import Rooms  # noqa: E402
+from chat_app.store import Nodes  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 _rooms = itertools.count()
@@ -64,7 +65,7 @@ def rooms(fake_redis, settings):
 
 @pytest.fixture
 def hub(rooms, fake_redis, settings):
-    hub = Hub(rooms, fake_redis, settings, Control(fake_redis, settings))
+    hub = Hub(rooms, Nodes(fake_redis), settings, Control(fake_redis, settings))
     yield hub
     hub.stop()
 

@@ -159,6 +159,94 @@ class RedisServer(Process):
         self.start()
 
 
+class RedisCluster:
+    """A Redis Cluster of 3 masters and 3 replicas on free ports, started and
+    stopped by scripts/redis-cluster.sh (the README's way to try one), with a
+    short node timeout so a killed master's replica takes over within seconds."""
+
+    SCRIPT = PROJECT / "scripts" / "redis-cluster.sh"
+    NODE_TIMEOUT_MS = 2000
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.ports = []
+
+    def start(self):
+        env = {**os.environ, "NODE_TIMEOUT": str(self.NODE_TIMEOUT_MS)}
+        subprocess.run([str(self.SCRIPT), "start", str(self.workdir)], check=True, env=env,
+                       capture_output=True, timeout=120)
+        self.ports = [int(port) for port in (self.workdir / "ports").read_text().split()]
+        return self
+
+    def stop(self):
+        subprocess.run([str(self.SCRIPT), "stop", str(self.workdir)], check=False,
+                       capture_output=True, timeout=60)
+
+    def url(self, port=None):
+        return f"redis://127.0.0.1:{port or self.ports[0]}"
+
+    def client(self, port):
+        import redis
+        return redis.Redis(port=port, socket_timeout=5)
+
+    def nodes(self):
+        """{port: (id, role, master id or "-", slots)} as a live node sees them."""
+        for port in self.ports:
+            answer = subprocess.run(["redis-cli", "-p", str(port), "cluster", "nodes"],
+                                    capture_output=True, text=True, timeout=10)
+            if answer.returncode == 0 and "myself" in answer.stdout:
+                text = answer.stdout
+                break
+        nodes = {}
+        for line in text.strip().splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            role = "master" if "master" in fields[2] else "replica"
+            if "fail" in fields[2]:
+                role += ",fail"
+            nodes[port] = (fields[0], role, fields[3], fields[8:])
+        return nodes
+
+    def masters(self):
+        return sorted(port for port, (_, role, _, _) in self.nodes().items() if role == "master")
+
+    def slot(self, key):
+        from redis.crc import key_slot
+        return key_slot(key.encode())
+
+    def owner(self, key):
+        """The port of the live master that owns key's slot (None: none does now)."""
+        slot = self.slot(key)
+        for port, (_, role, _, slots) in self.nodes().items():
+            if role != "master":
+                continue
+            for span in slots:
+                if span.startswith("["):  # a slot being migrated or imported
+                    continue
+                first, _, last = span.partition("-")
+                if int(first) <= slot <= int(last or first):
+                    return port
+        return None
+
+    def kill(self, port):
+        """SIGKILL one node: no clean-up, as a crashed host."""
+        pid = int((self.workdir / f"redis-{port}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+
+    def migrate(self, key, to_port):
+        """Moves key's slot, with its keys, from its master to the master on to_port
+        (CLUSTER SETSLOT ... IMPORTING/MIGRATING, MIGRATE, SETSLOT ... NODE)."""
+        slot, source = self.slot(key), self.owner(key)
+        nodes = self.nodes()
+        src, dst = self.client(source), self.client(to_port)
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", nodes[source][0])
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", nodes[to_port][0])
+        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *keys)
+        for port in self.masters():
+            self.client(port).execute_command("CLUSTER SETSLOT", slot, "NODE", nodes[to_port][0])
+
+
 class Server(Process):
     """`gunicorn -c gunicorn.conf.py wsgi:app` with the given environment, logging
     to gunicorn-<port>.log in log_dir; started once /healthz answers (200, or 503

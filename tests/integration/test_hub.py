@@ -19,7 +19,7 @@ def test_events_published_while_disconnected_are_backfilled(redis_server):
     store = connect(redis_server.url)
     settings = Settings(rate_burst=100)
     rooms = Rooms(store.commands, settings)
-    hub = Hub(rooms, store.pubsub, settings, Control(store.commands, settings))
+    hub = Hub(rooms, store.nodes, settings, Control(store.commands, settings))
     client = FakeListener()
     hub.attach(client, 0)
     post(rooms, "before")
@@ -98,7 +98,7 @@ def test_a_listener_that_has_seen_no_live_event_yet_is_backfilled_after_a_restar
     store = connect(redis_server.url)
     settings = Settings(rate_burst=100)
     rooms = Rooms(store.commands, settings)
-    hub = Hub(rooms, store.pubsub, settings, Control(store.commands, settings))
+    hub = Hub(rooms, store.nodes, settings, Control(store.commands, settings))
     before = json.loads(rooms.post("lobby", "message", "ada", "before"))
     poll = LongPoll("lobby", {})
     hub.attach(poll, before["id"])  # the hub has delivered nothing in this room yet

@@ -66,6 +66,7 @@ REFUSED = [
     ("CHAT_PRESENCE_TTL", "0.5"), ("CHAT_PRESENCE_TTL", "1m"),
     ("CHAT_FANOUT_INTERVAL", "-0.001"), ("CHAT_FANOUT_INTERVAL", "5ms"),
     ("CHAT_LOG_FORMAT", "xml"),
+    ("CHAT_REDIS_PREFIX", "chat{a}:"), ("CHAT_REDIS_PREFIX", "}"),  # a cluster hash tag
     ("CHAT_AUTH_KEY", "k" * 31),
     ("CHAT_AUTH_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----"),
     ("CHAT_AUTH_PUBLIC_KEY", "/nonexistent/chat-key.pem"),

@@ -14,6 +14,7 @@ from chat_app.config import Settings
 from chat_app.control import Control
 from chat_app.exceptions import ShuttingDown, StoreUnavailable
 from chat_app.hub import Hub, Subscription
+from chat_app.store import Nodes
 from chat_app.sequence import CatchUp
 from chat_app.longpoll import LongPoll
 from tests.servers import wait_until
@@ -81,7 +82,7 @@ def test_every_listener_gets_the_same_batch(hub, rooms):
 
 def test_a_message_sooner_than_the_interval_waits_for_the_next_fan_out(rooms, fake_redis):
     settings = Settings(fanout_interval=0.5)
-    hub = Hub(rooms, fake_redis, settings, Control(fake_redis, settings))
+    hub = Hub(rooms, Nodes(fake_redis), settings, Control(fake_redis, settings))
     listener = FakeListener()
     hub.attach(listener, after=0)
     post(rooms, "alone")
@@ -263,7 +264,7 @@ def test_shutdown_closes_sockets_with_1012_and_answers_polls(hub, rooms):
 
 def test_listeners_are_pinged_every_interval(rooms, fake_redis):
     settings = Settings(ping_interval=0.05)
-    hub = Hub(rooms, fake_redis, settings, Control(fake_redis, settings))
+    hub = Hub(rooms, Nodes(fake_redis), settings, Control(fake_redis, settings))
     listener = FakeListener()
     hub.attach(listener, 0)
     wait_until(lambda: listener.pings >= 2, timeout=2)
@@ -353,12 +354,12 @@ class UserListener(FakeListener):
 def test_a_disconnect_closes_the_users_sockets_and_streams_in_every_process(
         rooms, fake_redis, settings):
     control = Control(fake_redis, settings)
-    hubs = [Hub(rooms, fake_redis, settings, control) for _ in range(2)]  # two processes
+    hubs = [Hub(rooms, Nodes(fake_redis), settings, control) for _ in range(2)]  # two processes
     ada = [UserListener("lobby", "ada"), UserListener("lobby", "ada", "sse")]
     others = [UserListener("lobby", "bob"), UserListener("other", "ada")]
     for hub, listener in zip([hubs[0], hubs[1], hubs[0], hubs[1]], ada + others):
         hub.attach(listener, 0)
-    wait_until(lambda: all(hub.connected.is_set() for hub in hubs))
+    wait_until(lambda: all(hub.up(0) for hub in hubs))
     assert control.disconnect("lobby", "ada") == 2
     assert [listener.closed for listener in ada] == [1008, 1008]
     assert [listener.closed for listener in others] == [None, None]

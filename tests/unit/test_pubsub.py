@@ -33,7 +33,14 @@ def test_other_pushes_on_the_connection_are_ignored():
                [b"subscribe", b"chat:a:events", 1], [b"message", b"chat:a:events", b"0 1 {}"],
                [b"unsubscribe", b"chat:b:events", 0], [b"message", b"chat:a:events", b"1 2 {}"]]
     assert sort_replies(replies) == ({b"chat:a:events": [b"0 1 {}", b"1 2 {}"]},
-                                     [b"chat:a:events"])
+                                     [b"chat:a:events"], [])
+
+
+def test_a_shards_replies_are_sorted_and_its_unsubscribes_reported():
+    replies = [[b"ssubscribe", b"chat:{a}:events", 1], [b"smessage", b"chat:{a}:events", b"0 1 {}"],
+               [b"sunsubscribe", b"chat:{b}:events", 0], b"PONG"]
+    assert sort_replies(replies) == ({b"chat:{a}:events": [b"0 1 {}"]},
+                                     [b"chat:{a}:events"], [b"chat:{b}:events"])
 
 
 @pytest.mark.parametrize("events, ready", [

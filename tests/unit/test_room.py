@@ -92,3 +92,23 @@ def test_unreachable_redis_is_store_unavailable(settings):
     with pytest.raises(StoreUnavailable):
         rooms.history("lobby")
     assert rooms.healthy() is False
+
+
+def test_a_rooms_keys_and_channel_share_one_hash_tag_on_a_cluster(settings):
+    single, cluster = Rooms(None, settings), Rooms(None, settings, cluster=True)
+    assert [single.key("lobby", "last"), single.channel("lobby")] == [
+        "chat:lobby:last", "chat:lobby:events"]  # one Redis: the names as they always were
+    assert [cluster.key("lobby", "last"), cluster.key("lobby", "rate:ada"),
+            cluster.channel("lobby")] == [
+        "chat:{lobby}:last", "chat:{lobby}:rate:ada", "chat:{lobby}:events"]
+
+
+def test_a_redis_that_forgot_the_post_script_is_sent_it_again(rooms, fake_redis):
+    rooms.post("lobby", "join", "ada")
+    fake_redis.script_flush()  # as a replica promoted after a failover, or a restart
+    assert json.loads(rooms.post("lobby", "message", "ada", "again"))["text"] == "again"
+
+
+def test_a_redis_that_does_not_answer_at_start_is_taken_for_one_redis_until_it_does():
+    store = connect(f"redis://127.0.0.1:{free_port()}/0")
+    assert store.cluster is False and store.nodes.verified is False
