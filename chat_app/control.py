@@ -15,11 +15,11 @@ import json
 import secrets
 import time
 
-import redis
 
 from .config import CONTROL_REPLY_TTL, CONTROL_WAIT
 from .exceptions import StoreUnavailable
 from .metrics import REDIS_ERRORS
+from .store import STORE_ERRORS
 
 
 def disconnect_request(room, user, reply):
@@ -58,7 +58,7 @@ class Control:
             receivers = self._redis.execute_command(
                 self._publish, self.channel, disconnect_request(room, user, reply))
             return self._collect(reply, receivers)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
 
@@ -79,5 +79,5 @@ class Control:
             pipe.rpush(reply, count)
             pipe.expire(reply, CONTROL_REPLY_TTL)
             pipe.execute()
-        except redis.RedisError:
+        except STORE_ERRORS:
             REDIS_ERRORS.inc()

@@ -28,7 +28,6 @@ import logging
 import time
 
 import gevent
-import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 
@@ -37,6 +36,7 @@ from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
 from .metrics import FRAMES_DELIVERED, HUB_ERRORS
 from .pubsub import Link, sort_replies
+from .store import STORE_ERRORS
 from .sequence import Batch, CatchUp, Sequence, parse_published
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,11 @@ class Hub:
             if sub is None:
                 sub = self._subs[room] = Subscription(room, self._rooms.channel(room))
                 self._by_channel[sub.channel.encode()] = sub
-                self._assign(sub.channel)
+                try:
+                    self._assign(sub.channel)
+                except StoreUnavailable:
+                    del self._subs[room], self._by_channel[sub.channel.encode()]
+                    raise
             sub.users += 1
             link = self._route[sub.channel]
         if link.failing.is_set():  # Redis was away: try again now, not after the backoff
@@ -200,9 +204,15 @@ class Hub:
 
     # --- the links: which node carries each channel --------------------------------
 
-    def _assign(self, channel):
-        """Wants channel on the link to the node that carries it now (lock held)."""
-        node = self._nodes.node_for(channel)
+    def _assign(self, channel, fallback=None):
+        """Wants channel on the link to the node that carries it now (lock held).
+        If no node is known for it, on fallback; without one, raises StoreUnavailable."""
+        try:
+            node = self._nodes.node_for(channel)
+        except StoreUnavailable:
+            if fallback is None:
+                raise
+            node = fallback.node
         link = self._links.get(node)
         if link is None:
             link = self._links[node] = Link(node, self._nodes, self, self._lock)
@@ -214,13 +224,13 @@ class Hub:
         cluster's slots, to the node that carries them now (maybe the same)."""
         try:
             self._nodes.refresh()
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             log.warning("the cluster's slots could not be read: %s", exc)
         with self._lock:
             for channel in channels:
                 if self._route.get(channel) is link:
                     link.drop(channel)
-                    self._assign(channel)
+                    self._assign(channel, fallback=link)
 
     def lost(self, link):
         """A link's connection ended: on a cluster its channels follow their

@@ -37,6 +37,7 @@ from .chat import current_chat
 from .config import PRESENCE_CLUSTER_CALLS, PRESENCE_FLUSH_INTERVAL
 from .exceptions import StoreUnavailable
 from .room import namespace, run_script
+from .store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("presence", __name__)
@@ -90,7 +91,7 @@ class Presence:
         pipe.zrange(self._key(room), 0, -1, withscores=True)
         try:
             _, members = pipe.execute()
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         present, http, left = set(), {}, {}
         for member, score in members:
@@ -118,7 +119,7 @@ class Presence:
             del self._sockets[room, user]
             try:
                 self._redis.zrem(self._key(room), f"{user}\n{self._holder}")
-            except redis.RedisError as exc:
+            except STORE_ERRORS as exc:
                 log.warning("presence not updated: %s", exc)
 
     def seen(self, room, user, now=False):
@@ -164,7 +165,7 @@ class Presence:
             pipe.pexpire(key, self._ttl_ms * 2)
         try:
             pipe.execute()
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             log.warning("presence not updated: %s", exc)
 
     def _start(self):
@@ -201,7 +202,7 @@ class Presence:
                 Pool(PRESENCE_CLUSTER_CALLS).map(self._run_sighting, calls)
             else:
                 self._pipeline_sightings(calls)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             log.warning("presence not updated: %s", exc)
 
     def _run_sighting(self, call):

@@ -19,6 +19,7 @@ from .config import (
 )
 from .exceptions import StoreUnavailable
 from .metrics import HUB_ERRORS, REDIS_ERRORS
+from .store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class Link:
                     self._hub.dispatch(self, batch)
             except redis.exceptions.MovedError as exc:  # a SSUBSCRIBE sent where the slot was
                 log.info("a channel's slot moved to %s:%s; following it", exc.host, exc.port)
-            except (redis.RedisError, OSError, StoreUnavailable) as exc:
+            except (*STORE_ERRORS, OSError, StoreUnavailable) as exc:
                 REDIS_ERRORS.inc()
                 if not self.failing.is_set():
                     log.warning("redis pub/sub connection lost: %s (%s); reconnecting",

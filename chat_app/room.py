@@ -18,6 +18,7 @@ import redis
 
 from .events import event_fields, event_id
 from .exceptions import RateLimited, StoreUnavailable
+from .store import STORE_ERRORS
 from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
 
 # Posts one event atomically, so that publication order is id order.
@@ -108,7 +109,7 @@ class Rooms:
         started = time.perf_counter()
         try:
             event = run_script(self._redis, POST_SCRIPT, self._post_sha, keys, args)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
         POST_SECONDS.observe(time.perf_counter() - started)
@@ -122,7 +123,7 @@ class Rooms:
         """The archived events with id > after, oldest first, as (id, JSON) pairs."""
         try:
             archive = self._redis.lrange(self.key(room, "archive"), 0, -1)
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
         newer = []
@@ -138,5 +139,5 @@ class Rooms:
         """Whether Redis answers a PING now."""
         try:
             return bool(self._redis.ping())
-        except redis.RedisError:
+        except STORE_ERRORS:
             return False

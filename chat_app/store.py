@@ -30,8 +30,13 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from .config import REDIS_POOL_SIZE, REDIS_POOL_WAIT, REDIS_TIMEOUT
+from .exceptions import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# What a command may raise: redis-py's errors, and RedisCluster's own when no
+# node answers or a slot has no master.
+STORE_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
 
 # TCP keepalive for the pub/sub connections: a silent Redis is dropped in ~25 s.
 _KEEPALIVE = {
@@ -59,11 +64,15 @@ class Nodes:
         self.verified = verified      # False: whether it is a cluster was not known at start
 
     def node_for(self, channel):
-        """The name of the node that carries channel's messages now."""
+        """The name of the node that carries channel's messages now; raises
+        StoreUnavailable if no master is known for its slot."""
         if self._cluster is None:
             return "redis"
-        slot = self._cluster.keyslot(channel)
-        return self._cluster.nodes_manager.get_node_from_slot(slot).name
+        try:
+            slot = self._cluster.keyslot(channel)
+            return self._cluster.nodes_manager.get_node_from_slot(slot).name
+        except STORE_ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def client(self, node):
         """A client for pub/sub connections to node (by name)."""

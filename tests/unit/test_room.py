@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from redis.exceptions import RedisClusterException
 
 from chat_app.config import Settings
 from chat_app.room import RateLimited, Rooms, StoreUnavailable
@@ -112,3 +113,17 @@ def test_a_redis_that_forgot_the_post_script_is_sent_it_again(rooms, fake_redis)
 def test_a_redis_that_does_not_answer_at_start_is_taken_for_one_redis_until_it_does():
     store = connect(f"redis://127.0.0.1:{free_port()}/0")
     assert store.cluster is False and store.nodes.verified is False
+
+
+def test_a_cluster_with_no_node_answering_is_store_unavailable(settings):
+    class NoNodeAnswers:  # what RedisCluster raises then is not a RedisError
+        def evalsha(self, *args):
+            raise RedisClusterException("Redis Cluster cannot be connected")
+
+        lrange = evalsha
+
+    rooms = Rooms(NoNodeAnswers(), settings, cluster=True)
+    with pytest.raises(StoreUnavailable):
+        rooms.post("lobby", "message", "ada", "hi")
+    with pytest.raises(StoreUnavailable):
+        rooms.history("lobby")
