@@ -31,7 +31,13 @@ import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from .config import ID_CLOCK_SLACK, PUBSUB_PING_INTERVAL, RECONNECT_WAIT, SUBSCRIBE_TIMEOUT
+from .config import (
+    ID_CLOCK_SLACK,
+    PUBSUB_PING_INTERVAL,
+    RECONNECT_WAIT,
+    SUBSCRIBE_TIMEOUT,
+    YIELD_EVERY,
+)
 from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
 from .metrics import FRAMES_DELIVERED, HUB_ERRORS
@@ -366,9 +372,13 @@ class Hub:
                 log.exception("%s failed", tick.__name__)
 
     def _ping_listeners(self):
-        """Pings every listener (a WebSocket silent for a whole interval is closed)."""
-        for listener in self.listeners():
+        """Pings every listener (a WebSocket silent for a whole interval is
+        closed), yielding to the event loop every YIELD_EVERY listeners, so a
+        worker's tens of thousands of pings never hold up a fan-out for long."""
+        for count, listener in enumerate(list(self.listeners()), 1):
             listener.ping()
+            if count % YIELD_EVERY == 0:
+                gevent.sleep(0)
 
     def _watch_links(self):
         """Every link's connection is PINGed; a silent one is replaced."""

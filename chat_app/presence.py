@@ -14,9 +14,10 @@ CHAT_PRESENCE_TTL (an "http" one only if younger than their "left"): listed
 once with two tabs, still there after closing one, and gone within the TTL
 when their process dies. A long poll counts when it ends, but only if its user
 did not leave while it waited: one in flight when they left does not bring
-them back (SIGHTING_SCRIPT). Each process writes in batches, each in one round
-trip whatever the number of rooms and users: its sightings once a second (or
-every TTL/4 if that is sooner), its sockets every TTL/3.
+them back (SIGHTING_SCRIPT). Each process writes in batches: its sightings
+once a second (or every TTL/4 if that is sooner) in one round trip (on a
+cluster, a script call per room), and its sockets every TTL/3, a round trip
+per YIELD_EVERY of them.
 """
 
 import hashlib
@@ -34,7 +35,7 @@ from flask import Blueprint, jsonify
 
 from .access import admitted
 from .chat import current_chat
-from .config import PRESENCE_CLUSTER_CALLS, PRESENCE_FLUSH_INTERVAL
+from .config import PRESENCE_CLUSTER_CALLS, PRESENCE_FLUSH_INTERVAL, YIELD_EVERY
 from .exceptions import StoreUnavailable
 from .room import namespace, run_script
 from .store import STORE_ERRORS
@@ -183,10 +184,15 @@ class Presence:
                 self._flush_sightings(seen)
             if since_refresh >= self._refresh_every:
                 since_refresh = 0.0
-                now = _now_ms()
-                if self._sockets:
-                    self._write({(room, f"{user}\n{self._holder}"): now
-                                 for room, user in self._sockets})
+                self._refresh_sockets()
+
+    def _refresh_sockets(self):
+        """Marks every user with a socket here as seen now, YIELD_EVERY members
+        a round trip, so a worker's tens of thousands never hold up its event loop."""
+        now = _now_ms()
+        members = [(room, f"{user}\n{self._holder}") for room, user in self._sockets]
+        for start in range(0, len(members), YIELD_EVERY):
+            self._write({member: now for member in members[start:start + YIELD_EVERY]})
 
     def _flush_sightings(self, seen):
         """Writes pending HTTP sightings, a script call per room: all in one

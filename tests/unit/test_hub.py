@@ -271,6 +271,24 @@ def test_listeners_are_pinged_every_interval(rooms, fake_redis):
     hub.stop()
 
 
+def test_a_ping_round_lets_other_greenlets_run_between_its_slices(rooms, fake_redis, settings):
+    hub = Hub(rooms, Nodes(fake_redis), settings, Control(fake_redis, settings))
+    pinged = []
+
+    class Counted(FakeListener):
+        def ping(self):
+            pinged.append(self)
+
+    for _ in range(1000):
+        hub.attach(Counted(), 0)
+    seen_by_another = []
+    gevent.spawn(lambda: seen_by_another.append(len(pinged)))
+    hub._ping_listeners()
+    assert len(pinged) == 1000
+    assert seen_by_another and seen_by_another[0] < 1000  # it ran mid-round, not after
+    hub.stop()
+
+
 def test_delivered_events_are_counted_once_per_batch_by_transport(hub, rooms):
     from chat_app.metrics import FRAMES_DELIVERED
 

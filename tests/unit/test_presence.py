@@ -145,3 +145,13 @@ def test_polling_again_after_leaving_is_presence_again(http):
     http.get("/longpolling/room/leave?user=gus&room=p4")
     http.get("/longpolling/room/messages?user=gus&room=p4")
     wait_until(lambda: http.get("/presence?room=p4").json["users"] == ["gus"], timeout=3)
+
+
+def test_a_refresh_of_many_sockets_goes_out_in_slices(fake_redis, monkeypatch):
+    here = presence(fake_redis)
+    for i in range(450):
+        here.socket_opened(f"room{i % 9}", f"user{i}")
+    slices = []
+    monkeypatch.setattr(here, "_write", lambda scores: slices.append(len(scores)))
+    here._refresh_sockets()
+    assert slices == [200, 200, 50]  # YIELD_EVERY members a round trip
