@@ -4,6 +4,7 @@
 import pytest
 
 from tests.conftest import require
+from tests.proxy import RedisProxy
 from tests.servers import REDIS_SERVER, RedisServer, Server
 
 
@@ -17,6 +18,15 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_proxy(redis_server):
+    """A RedisProxy in front of redis_server (tests/proxy.py): a server started
+    on its url reaches Redis through it."""
+    proxy = RedisProxy(redis_server.port).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

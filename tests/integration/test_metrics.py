@@ -6,7 +6,10 @@ import gevent
 import requests
 import websocket
 
+from tests.conftest import API_KEY
 from tests.servers import free_port, wait_until
+
+DELIVERED = 'chat_frames_delivered_total{transport="websocket"}'
 
 
 def scrape(server):
@@ -100,3 +103,29 @@ def test_long_polls_are_open_connections(start_server, redis_server, room_name):
     text = scrape(server)
     assert value(text, 'chat_frames_delivered_total{transport="longpolling"}') == 3
     assert value(text, 'chat_open_connections{transport="longpolling"}') == 0
+
+
+def test_frames_delivered_count_what_clients_receive_not_a_socket_being_closed(
+        redis_server, start_server, room_name):
+    """While the server waits for a disconnected user's answer to its close
+    (CLOSE_GRACE), events go to everyone else: /metrics counts exactly those."""
+    server = start_server(redis_server.url, workers=2, CHAT_API_KEY=API_KEY)
+    closing = server.join(room_name, "ada")
+    others = [server.join(room_name, f"u{i}") for i in range(3)]
+    for sock in [closing, *others[:-1]]:  # every join seen, so every one counted
+        sock.recv_until(lambda e: e["user"] == "u2")
+    before = value(scrape(server), DELIVERED)
+    response = requests.post(f"{server.url}/api/rooms/{room_name}/disconnect", json={"user": "ada"},
+                             headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+    assert response.json() == {"disconnected": 1}  # ada reads no more: its close goes unanswered
+    posted = [server.post(room_name, f"m{i}") for i in range(5)]
+    received = [sock.recv_until(lambda e: e["id"] == posted[-1]["id"]) for sock in others]
+    delta = value(scrape(server), DELIVERED) - before
+    assert "leave" not in [e["type"] for e in server.archive(room_name)]  # still in the grace
+    assert received == [posted] * 3
+    assert delta == sum(map(len, received)) == 15
+    code, events = closing.recv_close()
+    assert code == 1008 and events == []  # nothing was written after the close frame
+    for sock in others:
+        assert sock.recv(timeout=10)["type"] == "leave"
+        sock.close()
