@@ -50,28 +50,29 @@ class Chat:
     def join(self, listener, after):
         """A WebSocket or a stream enters its room: from now on it gets the
         archive after `after`, then every new event; its user is present, and
-        their join posted. Raises StoreUnavailable or ShuttingDown when that
-        cannot be done (the listener is then not attached)."""
+        their join posted, in the same round trip to Redis as the archive's
+        read. Raises StoreUnavailable or ShuttingDown when that cannot be done
+        (the listener is then not attached)."""
         room, user = listener.room, listener.user
         with self.joining:
-            self.hub.attach(listener, after)
-            self.presence.socket_opened(room, user)
+            presence = self.presence.socket_opened(room, user)
             try:
-                self.rooms.post(room, "join", user)
-            except StoreUnavailable:
-                self.leave(listener, post_leave=False)
+                self.hub.attach(listener, after, read=lambda after: self.rooms.join(
+                    room, user, after, presence))
+            except BaseException:
+                self.presence.socket_closed(room, user)
                 raise
 
-    def leave(self, listener, post_leave=True):
+    def leave(self, listener):
         """The connection of a listener that `join` attached has ended: it is
-        detached, and its user's leave posted (if Redis answers)."""
+        detached, and its user's leave posted (if Redis answers), their
+        presence here removed with it when this was their last connection."""
         self.hub.detach(listener)
-        self.presence.socket_closed(listener.room, listener.user)
-        if post_leave:
-            try:
-                self.rooms.post(listener.room, "leave", listener.user)
-            except StoreUnavailable:
-                pass
+        member = self.presence.socket_closed(listener.room, listener.user)
+        try:
+            self.rooms.leave(listener.room, listener.user, member)
+        except StoreUnavailable:
+            pass
 
 def current_chat():
     """The Chat of the app serving the current request."""

@@ -125,17 +125,22 @@ class Hub:
 
     # --- listeners ------------------------------------------------------------
 
-    def attach(self, listener, after):
+    def attach(self, listener, after, read=None):
         """Hands listener the archived events with id > after, then every new one.
 
         From the moment this returns the listener gets each event of its room
-        once, in id order. Raises StoreUnavailable or ShuttingDown.
+        once, in id order. The archive is read once the room's subscription
+        is up, with read(after) when given (a join posts its event in the same
+        round trip), else with the room's history when the listener may lack
+        any of it. Raises StoreUnavailable or ShuttingDown.
         """
         sub = self._acquire(listener.room)
         catch_up = sub.joining[listener] = CatchUp(after)
         try:
             archived = []
-            if sub.sequence.needs_archive(after):
+            if read is not None:
+                archived = read(after)
+            elif sub.sequence.needs_archive(after):
                 archived = self._rooms.history(sub.room, after)
         except BaseException:
             del sub.joining[listener]

@@ -20,7 +20,6 @@ cluster, a script call per room), and its sockets every TTL/3, a round trip
 per YIELD_EVERY of them.
 """
 
-import hashlib
 import logging
 import os
 import socket
@@ -37,7 +36,7 @@ from .access import admitted
 from .chat import current_chat
 from .config import PRESENCE_CLUSTER_CALLS, PRESENCE_FLUSH_INTERVAL, YIELD_EVERY
 from .exceptions import StoreUnavailable
-from .room import namespace, run_script
+from .room import Script, namespace
 from .store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ if kept then
   redis.call('PEXPIRE', key, ARGV[1])
 end
 """
-SIGHTING_SHA = hashlib.sha1(SIGHTING_SCRIPT.encode()).hexdigest()
+SIGHTING = Script(SIGHTING_SCRIPT)
 
 
 def _now_ms():
@@ -107,21 +106,25 @@ class Presence:
         return sorted(present)
 
     def socket_opened(self, room, user):
-        """A WebSocket or event stream of user's joined room here: present from now on."""
+        """A WebSocket or event stream of user's is joining room here: present
+        from now on. Returns what the join must write to the room's set
+        (Rooms.join): (member, score in ms, the set's lifetime in ms), or None
+        when another of user's sockets here already holds them present."""
         self._start()
         self._sockets[room, user] += 1
         if self._sockets[room, user] == 1:
-            self._write({(room, f"{user}\n{self._holder}"): _now_ms()})
+            return f"{user}\n{self._holder}", _now_ms(), self._ttl_ms * 2
+        return None
 
     def socket_closed(self, room, user):
-        """Absent once user's last WebSocket or stream in room here closes (if nothing else holds them)."""
+        """A WebSocket or stream of user's in room here has closed (or failed
+        to join). Returns the member the leave must remove from the room's set
+        (Rooms.leave) when it was user's last here, else ""."""
         self._sockets[room, user] -= 1
-        if self._sockets[room, user] <= 0:
-            del self._sockets[room, user]
-            try:
-                self._redis.zrem(self._key(room), f"{user}\n{self._holder}")
-            except STORE_ERRORS as exc:
-                log.warning("presence not updated: %s", exc)
+        if self._sockets[room, user] > 0:
+            return ""
+        del self._sockets[room, user]
+        return f"{user}\n{self._holder}"
 
     def seen(self, room, user, now=False):
         """user loaded a page or started a long poll: present for the TTL from now.
@@ -213,16 +216,16 @@ class Presence:
 
     def _run_sighting(self, call):
         keys, args = call
-        run_script(self._redis, SIGHTING_SCRIPT, SIGHTING_SHA, keys, args)
+        SIGHTING(self._redis, keys, args)
 
     def _pipeline_sightings(self, calls):
         for by_sha in (True, False):
             pipe = self._redis.pipeline(transaction=False)
             for keys, args in calls:
                 if by_sha:
-                    pipe.evalsha(SIGHTING_SHA, len(keys), *keys, *args)
+                    pipe.evalsha(SIGHTING.sha, len(keys), *keys, *args)
                 else:
-                    pipe.eval(SIGHTING_SCRIPT, len(keys), *keys, *args)
+                    pipe.eval(SIGHTING.text, len(keys), *keys, *args)
             try:
                 pipe.execute()
                 return

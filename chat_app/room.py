@@ -21,18 +21,69 @@ from .exceptions import RateLimited, StoreUnavailable
 from .store import STORE_ERRORS
 from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
 
-# Posts one event atomically, so that publication order is id order.
-# KEYS: last id, archive, and for a rate-limited message the sender's bucket.
-# ARGV: event fields (JSON members), archive size, channel, burst, refill/s,
-# and the publishing command (PUBLISH, or SPUBLISH on a cluster).
-# Returns the event's JSON, or false when the rate limit refuses it.
+# Lua shared by the scripts below: the time, and post(), which posts one event.
+# post(fields, archive size, channel, publishing command) uses KEYS[1] (the
+# last id) and KEYS[2] (the archive) and returns the event's JSON; the
+# publishing command is PUBLISH, or SPUBLISH on a cluster.
 # The id is max(last + 1, Redis time in microseconds): above every id handed
 # out before, also after Redis restarts empty (unless a room sustained more
 # than a million posts a second). The event's prev is the last id (0 when
 # Redis knew none), so the events of a room form a chain and a gap shows.
-POST_SCRIPT = """
+# Each script posts atomically, so that publication order is id order.
+_POST_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function post(fields, size, channel, publish)
+  local last = tonumber(redis.call('GET', KEYS[1])) or 0
+  local id = math.max(last + 1, now)
+  local event = string.format('{"id":%d,%s,"ts":%d,"prev":%d}',
+                              id, fields, math.floor(now / 1000), last)
+  redis.call('SET', KEYS[1], string.format('%d', id))
+  redis.call('RPUSH', KEYS[2], event)
+  redis.call('LTRIM', KEYS[2], -tonumber(size), -1)
+  redis.call(publish, channel, string.format('%d %d ', last, id) .. event)
+  return event
+end
+"""
+
+# Lua: tail_after(archive, after), the archived events with id > after,
+# oldest first; after is decimal digits ('0': the whole archive). Read from
+# the tail in windows that double (32, 64, ...), so what Redis reads follows
+# what is returned, not the archive's size. Ids are compared as digit strings
+# (longer is larger): no conversion to Lua's double.
+_TAIL_LUA = """
+local function tail_after(key, after)
+  if after == '0' then
+    return redis.call('LRANGE', key, 0, -1)
+  end
+  local function newer(raw)
+    local id = string.match(raw, '^{"id":(%d+),')
+    return #id > #after or (#id == #after and id > after)
+  end
+  local found, read, window = {}, 0, 32
+  repeat
+    local chunk = redis.call('LRANGE', key, -(read + window), -(read + 1))
+    local i = #chunk
+    while i > 0 and newer(chunk[i]) do
+      found[#found + 1] = chunk[i]
+      i = i - 1
+    end
+    local done = i > 0 or #chunk < window
+    read, window = read + window, window * 2
+  until done
+  local oldest_first = {}
+  for j = #found, 1, -1 do
+    oldest_first[#oldest_first + 1] = found[j]
+  end
+  return oldest_first
+end
+"""
+
+# Posts one event. KEYS: last id, archive, and for a rate-limited message the
+# sender's bucket. ARGV: event fields (JSON members), archive size, channel,
+# burst, refill/s, publishing command. Returns the event's JSON, or false
+# when the rate limit refuses it.
+POST_SCRIPT = _POST_LUA + """
 if KEYS[3] then
   local burst, per_sec = tonumber(ARGV[4]), tonumber(ARGV[5])
   local bucket = redis.call('HMGET', KEYS[3], 'tokens', 'at')
@@ -48,16 +99,47 @@ if KEYS[3] then
              'at', string.format('%d', now))
   redis.call('PEXPIRE', KEYS[3], math.ceil(burst / per_sec * 1000) + 1000)
 end
-local last = tonumber(redis.call('GET', KEYS[1])) or 0
-local id = math.max(last + 1, now)
-local event = string.format('{"id":%d,%s,"ts":%d,"prev":%d}',
-                            id, ARGV[1], math.floor(now / 1000), last)
-redis.call('SET', KEYS[1], string.format('%d', id))
-redis.call('RPUSH', KEYS[2], event)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-redis.call(ARGV[6], ARGV[3], string.format('%d %d ', last, id) .. event)
-return event
+return post(ARGV[1], ARGV[2], ARGV[3], ARGV[6])
 """
+
+# A WebSocket or stream enters: the archive after its lastReceived, its user's
+# presence, its join event, in one round trip. KEYS: last id, archive,
+# presence set. ARGV: the join's fields, archive size, channel, publishing
+# command, after, then a presence member to raise ('' for none), its score
+# (ms) and the set's lifetime (ms). Returns {archived events, the join}.
+JOIN_SCRIPT = _POST_LUA + _TAIL_LUA + """
+local archived = tail_after(KEYS[2], ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('ZADD', KEYS[3], 'GT', ARGV[7], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[8])
+end
+return {archived, post(ARGV[1], ARGV[2], ARGV[3], ARGV[4])}
+"""
+
+# A WebSocket or stream leaves: its user's presence member removed (ARGV[5],
+# '' for none) and its leave event posted, in one round trip. KEYS and the
+# first four ARGV as JOIN_SCRIPT's. Returns the leave's JSON.
+LEAVE_SCRIPT = _POST_LUA + """
+if ARGV[5] ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[5])
+end
+return post(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+"""
+
+
+class Script:
+    """A Lua script run by its SHA1, its text sent only to a Redis (or a
+    cluster's shard, after a failover) that does not have it yet."""
+
+    def __init__(self, text):
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    def __call__(self, client, keys, args):
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return client.eval(self.text, len(keys), *keys, *args)
 
 
 def namespace(prefix, room, cluster):
@@ -66,13 +148,7 @@ def namespace(prefix, room, cluster):
     return f"{prefix}{{{room}}}:" if cluster else f"{prefix}{room}:"
 
 
-def run_script(client, script, sha, keys, args):
-    """Runs a Lua script by its SHA1, sending its text only to a Redis (or a
-    cluster's shard, after a failover) that does not have it yet."""
-    try:
-        return client.evalsha(sha, len(keys), *keys, *args)
-    except redis.exceptions.NoScriptError:
-        return client.eval(script, len(keys), *keys, *args)
+_POST, _JOIN, _LEAVE = Script(POST_SCRIPT), Script(JOIN_SCRIPT), Script(LEAVE_SCRIPT)
 
 
 class Rooms:
@@ -86,7 +162,6 @@ class Rooms:
         self._archive_size = str(settings.archive_size)
         self._burst = str(settings.rate_burst)
         self._per_sec = repr(float(settings.rate_per_sec))
-        self._post_sha = hashlib.sha1(POST_SCRIPT.encode()).hexdigest()
 
     def key(self, room, name):
         """The name of room's key (or channel) `name`: "last", "archive", "events"..."""
@@ -106,18 +181,48 @@ class Rooms:
             keys.append(self.key(room, f"rate:{user}"))
         args = [event_fields(kind, room, user, text), self._archive_size,
                 self.channel(room), self._burst, self._per_sec, self._publish]
-        started = time.perf_counter()
-        try:
-            event = run_script(self._redis, POST_SCRIPT, self._post_sha, keys, args)
-        except STORE_ERRORS as exc:
-            REDIS_ERRORS.inc()
-            raise StoreUnavailable(str(exc)) from exc
-        POST_SECONDS.observe(time.perf_counter() - started)
+        event = self._run(_POST, keys, args)
         if event is None:
             POSTS_REFUSED.labels("rate").inc()
             raise RateLimited(room, user)
         EVENTS_POSTED.labels(kind).inc()
         return event
+
+    def join(self, room, user, after, presence=None):
+        """Posts user's join and returns the archived events with id > after,
+        as history does, read just before it: one round trip to Redis. With
+        presence = (member, score in ms, lifetime in ms), raises that member
+        of the room's presence set in the same script."""
+        member, score, ttl = presence or ("", 0, 0)
+        keys = [self.key(room, "last"), self.key(room, "archive"), self.key(room, "presence")]
+        args = [*self._event_args(room, "join", user), str(max(after, 0)), member, score, ttl]
+        archived, _ = self._run(_JOIN, keys, args)
+        EVENTS_POSTED.labels("join").inc()
+        return [(event_id(raw), raw) for raw in archived]
+
+    def leave(self, room, user, member=""):
+        """Posts user's leave, and removes a member of the room's presence set
+        (none when ""): one round trip to Redis. Returns the event's JSON."""
+        keys = [self.key(room, "last"), self.key(room, "archive"), self.key(room, "presence")]
+        event = self._run(_LEAVE, keys, [*self._event_args(room, "leave", user), member])
+        EVENTS_POSTED.labels("leave").inc()
+        return event
+
+    def _event_args(self, room, kind, user):
+        """The first ARGV of JOIN_SCRIPT and LEAVE_SCRIPT: the event, where it goes."""
+        return [event_fields(kind, room, user, ""), self._archive_size, self.channel(room),
+                self._publish]
+
+    def _run(self, script, keys, args):
+        """Runs a script that posts; Redis errors become StoreUnavailable."""
+        started = time.perf_counter()
+        try:
+            result = script(self._redis, keys, args)
+        except STORE_ERRORS as exc:
+            REDIS_ERRORS.inc()
+            raise StoreUnavailable(str(exc)) from exc
+        POST_SECONDS.observe(time.perf_counter() - started)
+        return result
 
     def history(self, room, after=0):
         """The archived events with id > after, oldest first, as (id, JSON) pairs."""

@@ -344,7 +344,7 @@ class Server(Process):
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-        count = 0
+        held = set()  # by inode: a table read while it changes may list a socket twice
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
@@ -352,8 +352,8 @@ class Server(Process):
                 peer_port = int(fields[2].rsplit(":", 1)[1], 16)
                 if (local_port == self.port and peer_port in peer_ports
                         and fields[3] == "01" and fields[9] in inodes):
-                    count += 1
-        return count
+                    held.add(fields[9])
+        return len(held)
 
     def kill(self):
         super().kill()

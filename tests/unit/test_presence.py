@@ -3,6 +3,7 @@ import time
 from chat_app import create_app
 from chat_app.config import Settings
 from chat_app.presence import Presence, _now_ms
+from chat_app.room import Rooms
 from tests.servers import wait_until
 
 
@@ -10,35 +11,45 @@ def presence(fake_redis, ttl=60.0):
     return Presence(fake_redis, Settings(presence_ttl=ttl))
 
 
+def open_socket(fake_redis, here, room, user):
+    """What Chat.join does: the presence member goes with the join event."""
+    Rooms(fake_redis, Settings()).join(room, user, 0, here.socket_opened(room, user))
+
+
+def close_socket(fake_redis, here, room, user):
+    """What Chat.leave does: the member is removed with the leave event."""
+    Rooms(fake_redis, Settings()).leave(room, user, here.socket_closed(room, user))
+
+
 def test_a_user_with_two_tabs_is_listed_once_and_stays_while_one_is_open(fake_redis):
     here = presence(fake_redis)
-    here.socket_opened("lobby", "ada")
-    here.socket_opened("lobby", "ada")
-    here.socket_opened("lobby", "bob")
+    open_socket(fake_redis, here, "lobby", "ada")
+    open_socket(fake_redis, here, "lobby", "ada")
+    open_socket(fake_redis, here, "lobby", "bob")
     assert here.users("lobby") == ["ada", "bob"]
-    here.socket_closed("lobby", "ada")
+    close_socket(fake_redis, here, "lobby", "ada")
     assert here.users("lobby") == ["ada", "bob"]
-    here.socket_closed("lobby", "ada")
+    close_socket(fake_redis, here, "lobby", "ada")
     assert here.users("lobby") == ["bob"]
 
 
 def test_sockets_on_two_processes(fake_redis):
     one, two = presence(fake_redis), presence(fake_redis)
-    one.socket_opened("lobby", "ada")
-    two.socket_opened("lobby", "ada")
-    one.socket_closed("lobby", "ada")
+    open_socket(fake_redis, one, "lobby", "ada")
+    open_socket(fake_redis, two, "lobby", "ada")
+    close_socket(fake_redis, one, "lobby", "ada")
     assert two.users("lobby") == ["ada"]  # still held by the other process
-    two.socket_closed("lobby", "ada")
+    close_socket(fake_redis, two, "lobby", "ada")
     assert one.users("lobby") == []
 
 
 def test_http_presence_and_leaving(fake_redis):
     here = presence(fake_redis)
     here.seen("lobby", "carl", now=True)
-    here.socket_opened("lobby", "carl")
+    open_socket(fake_redis, here, "lobby", "carl")
     here.left("lobby", "carl")
     assert here.users("lobby") == ["carl"]  # the WebSocket still holds carl
-    here.socket_closed("lobby", "carl")
+    close_socket(fake_redis, here, "lobby", "carl")
     assert here.users("lobby") == []
 
 

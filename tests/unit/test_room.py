@@ -127,3 +127,28 @@ def test_a_cluster_with_no_node_answering_is_store_unavailable(settings):
         rooms.post("lobby", "message", "ada", "hi")
     with pytest.raises(StoreUnavailable):
         rooms.history("lobby")
+
+
+@pytest.mark.parametrize("size, back", [(0, 0), (5, 0), (5, 2), (5, 5), (5, 9), (100, 0),
+                                        (100, 31), (100, 32), (100, 33), (100, 99), (100, 150)])
+def test_a_join_reads_what_history_reads_then_posts_its_event(fake_redis, size, back):
+    """back: how many of the newest events the joiner lacks (more than the archive: all)."""
+    rooms = Rooms(fake_redis, Settings(archive_size=100, rate_burst=1000))
+    ids = [json.loads(rooms.post("lobby", "message", "ada", f"m{i}"))["id"] for i in range(size)]
+    after = 0 if back >= size else ids[-1 - back] if back else ids[-1] if ids else 0
+    expected = rooms.history("lobby", after)
+    archived = rooms.join("lobby", "bob", after, ("bob\nws:1", 1000, 60000))
+    assert archived == expected
+    join = json.loads(rooms.history("lobby")[-1][1])
+    assert (join["type"], join["user"], join["prev"]) == ("join", "bob", ids[-1] if ids else 0)
+    assert fake_redis.zscore("chat:lobby:presence", "bob\nws:1") == 1000
+
+
+def test_a_leave_removes_its_presence_member_and_posts_its_event(fake_redis, rooms):
+    rooms.join("lobby", "bob", 0, ("bob\nws:1", 1000, 60000))
+    rooms.leave("lobby", "bob", "bob\nws:1")
+    assert fake_redis.zscore("chat:lobby:presence", "bob\nws:1") is None
+    leave = json.loads(rooms.history("lobby")[-1][1])
+    assert (leave["type"], leave["user"]) == ("leave", "bob")
+    rooms.leave("lobby", "cy")  # no member: only the event
+    assert json.loads(rooms.history("lobby")[-1][1])["user"] == "cy"

@@ -222,7 +222,8 @@ def test_while_the_store_is_down_the_stream_is_refused_with_503_as_json(app, htt
     def down(*args, **kwargs):
         raise StoreUnavailable("redis went away")
 
-    monkeypatch.setattr(app.extensions["chat"].rooms, "history", down)
+    for read in ("history", "join"):  # a join reads the archive with its own post
+        monkeypatch.setattr(app.extensions["chat"].rooms, read, down)
     server, browser = socket.socketpair()
     response = http.get("/sse/room/events?user=ada&room=s4",
                         environ_overrides={"gunicorn.socket": server})
