@@ -11,6 +11,7 @@ import time
 
 import redis
 
+from .config import HISTORY_FIRST_WINDOW, HISTORY_WINDOW_GROWTH
 from .events import event_fields, event_id
 from .exceptions import RateLimited, StoreUnavailable
 from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
@@ -52,6 +53,38 @@ redis.call('PUBLISH', ARGV[3], string.format('%d %d ', last, id) .. event)
 return event
 """
 
+# The archived events with id > after, oldest first: read from the tail in
+# windows of growing size (each window the part of the list just before the
+# last one), until an event not newer than after, or the head, is reached.
+# KEYS: the archive (oldest first, ids strictly increasing, each event's JSON
+# beginning {"id":N,). ARGV: after (decimal digits, no leading zero), the
+# first window, the growth of each next one.
+# Ids are compared as digit strings (longer is larger), so any after is
+# exact: no conversion to a Lua number, which is a double in Redis's Lua.
+HISTORY_SCRIPT = """
+local after, window, growth = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function newer(raw)
+  local id = string.match(raw, '^{"id":(%d+),')
+  return #id > #after or (#id == #after and id > after)
+end
+local found, read = {}, 0
+repeat
+  local chunk = redis.call('LRANGE', KEYS[1], -(read + window), -(read + 1))
+  local i = #chunk
+  while i > 0 and newer(chunk[i]) do
+    found[#found + 1] = chunk[i]
+    i = i - 1
+  end
+  local done = i > 0 or #chunk < window  -- passed after, or read the head
+  read, window = read + window, window * growth
+until done
+local oldest_first = {}
+for j = #found, 1, -1 do
+  oldest_first[#oldest_first + 1] = found[j]
+end
+return oldest_first
+"""
+
 
 class Rooms:
     """Every room's shared state, kept in Redis; safe to use from any greenlet."""
@@ -63,6 +96,7 @@ class Rooms:
         self._burst = str(settings.rate_burst)
         self._per_sec = repr(float(settings.rate_per_sec))
         self._post = client.register_script(POST_SCRIPT)
+        self._history = client.register_script(HISTORY_SCRIPT)
 
     def channel(self, room):
         return f"{self._prefix}{room}:events"
@@ -94,18 +128,35 @@ class Rooms:
     def history(self, room, after=0):
         """The archived events with id > after, oldest first, as (id, JSON) pairs."""
         try:
-            archive = self._redis.lrange(f"{self._prefix}{room}:archive", 0, -1)
+            return newer_than(self._tail_after(room, after), after)
         except redis.RedisError as exc:
             REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
-        newer = []
-        for raw in reversed(archive):
-            eid = event_id(raw)
-            if eid <= after:
-                break
-            newer.append((eid, raw))
-        newer.reverse()
-        return newer
+
+    def _tail_after(self, room, after):
+        """A tail of the room's archive (raw events) holding every event with id > after.
+
+        after <= 0: the whole archive (LRANGE 0 -1). Otherwise what Redis
+        reads follows what the caller receives, not the archive's size (the
+        archive is oldest first and its ids strictly increase), in at most two
+        round trips. First a plain LRANGE of the newest HISTORY_FIRST_WINDOW
+        events: enough for a resume, a long poll or a gap fill a few events
+        behind, and cheaper in Redis than the script's EVALSHA (which costs
+        more than reading a 100-event archive whole). Only when every event of
+        that window is newer than after, the history script: it reads back
+        from the tail in growing windows, as far as it must, in one atomic
+        snapshot (between two LRANGEs, posts trimming the list would shift
+        their indexes), and returns only the newer events. In all, Redis reads
+        at most 2 * HISTORY_FIRST_WINDOW events plus HISTORY_WINDOW_GROWTH per
+        event returned. Each command names the one archive key (Redis Cluster).
+        """
+        key = f"{self._prefix}{room}:archive"
+        if after <= 0:
+            return self._redis.lrange(key, 0, -1)
+        window = self._redis.lrange(key, -HISTORY_FIRST_WINDOW, -1)
+        if len(window) < HISTORY_FIRST_WINDOW or event_id(window[0]) <= after:
+            return window  # the whole archive, or it reaches back to after
+        return self._history(keys=[key], args=[after, HISTORY_FIRST_WINDOW, HISTORY_WINDOW_GROWTH])
 
     def healthy(self):
         """Whether Redis answers a PING now."""
@@ -113,3 +164,16 @@ class Rooms:
             return bool(self._redis.ping())
         except redis.RedisError:
             return False
+
+
+def newer_than(archive, after):
+    """The (id, JSON) pairs of the events of archive (raw, oldest first, ids
+    increasing) with id > after: its tail, found by reading from the end."""
+    newer = []
+    for raw in reversed(archive):
+        eid = event_id(raw)
+        if eid <= after:
+            break
+        newer.append((eid, raw))
+    newer.reverse()
+    return newer
