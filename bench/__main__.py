@@ -49,7 +49,7 @@ def parse_args(argv):
                         "at most this many times")
     g.add_argument("--steady-rate", type=float, default=100, help="steady: rate, msg/s")
     g.add_argument("--steady-duration", type=float, default=10, help="steady: send window, s")
-    g = p.add_argument_group("idle, longpoll, postcost")
+    g = p.add_argument_group("idle, longpoll, postcost, archive")
     g.add_argument("--connect-rate", type=float, default=1000, help="new connections per second")
     g.add_argument("--idle-clients", type=int, default=10000, help="idle: WebSocket clients")
     g.add_argument("--idle-rooms", type=int, default=100, help="idle: rooms they are spread over")
@@ -57,6 +57,8 @@ def parse_args(argv):
     g.add_argument("--lp-waiters", type=int, default=10000, help="longpoll: waiters")
     g.add_argument("--lp-procs", type=int, default=4, help="longpoll: client processes")
     g.add_argument("--posts", type=int, default=500, help="postcost: WebSocket posts (+1/5 over HTTP)")
+    g.add_argument("--archive-requests", type=int, default=500,
+                   help="archive: long polls, and WebSocket resumes, per archive size")
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
                    help="before each run and each fan-out step, wait up to S seconds for the "
                         f"machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
@@ -65,7 +67,7 @@ def parse_args(argv):
     if args.quick:
         args.clients, args.senders, args.step_duration, args.max_steps = 100, 10, 1, 4
         args.steady_duration, args.idle_clients, args.idle_rooms, args.lp_waiters = 2, 400, 4, 400
-        args.posts = 100
+        args.posts, args.archive_requests = 100, 50
     return args
 
 

@@ -7,6 +7,8 @@ number the median of the runs; `summary` picks the headline figures.
 
 import statistics
 
+from .archive import ARCHIVE_SIZES, FLAT_RATIO, flat
+
 # The headline figures of each scenario: (label, path into the result, format).
 HEADLINES = {
     "fanout": [
@@ -62,6 +64,14 @@ HEADLINES = {
         ("clients / rate (msg/s)", ("clients", "rate"), "{:,.0f}"),
         ("a bare loop's CPU per 1k writes (ms)", "cpu_ms_per_1k", "{:.2f}"),
     ],
+    "archive": [
+        *[(f"{name}, archive {size:,}: server / Redis CPU per request (ms)",
+           (f"sizes.{size}.{kind}.srv_cpu_ms", f"sizes.{size}.{kind}.redis_cpu_ms"), "{:.3f}")
+          for kind, name in (("lp", "long poll"), ("ws", "resume")) for size in ARCHIVE_SIZES],
+        *[(f"{name}, archive {size:,}: latency p50 (ms)", f"sizes.{size}.{kind}.latency_p50_ms", "{:.2f}")
+          for kind, name in (("lp", "long poll"), ("ws", "resume")) for size in ARCHIVE_SIZES],
+        ("max/min over the sizes", lambda r: flat(r["sizes"])[0], "{}"),
+    ],
 }
 
 
@@ -80,6 +90,8 @@ VERDICTS = {
                  lambda r: r["answered"] == r["waiters"] and not r["late"] and not r["wrong_body"]),
     "postcost": ("a post is one EVALSHA and nothing else",
                  lambda r: r["evalsha_per_post"] == 1 and not r["other_per_post"]),
+    "archive": (f"flat: server CPU, Redis CPU and latency p50 max/min <= {FLAT_RATIO} over the sizes",
+                lambda r: flat(r["sizes"])[1]),
 }
 
 
@@ -115,6 +127,9 @@ def summary(name, result, runs=1):
     """The scenario's headline figures as (label, text) rows."""
     rows = []
     for label, path, fmt in HEADLINES[name]:
+        if callable(path):  # a figure computed from the result
+            rows.append((label, render(path(result), fmt)))
+            continue
         paths = path if isinstance(path, tuple) else (path,)
         rows.append((label, " / ".join(render(get(result, p), fmt) for p in paths)))
     if name in VERDICTS:  # floor is a yardstick, with nothing to meet

@@ -9,11 +9,14 @@
 - postcost: Redis commands per post (INFO commandstats): one EVALSHA, nothing else.
 - floor:    no server: a bare loop's CPU for one loopback write per client per
             message, the machine's least for `steady` (floor.py).
+- archive:  long polls and WebSocket resumes a few events behind the newest, with
+            archives of 100, 1,000 and 10,000 events: CPU and latency per request (archive.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
 """
 
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -27,6 +30,7 @@ import urllib.request
 from collections import Counter
 
 from .analysis import LatencyHistogram
+from .archive import ARCHIVE_SIZES, resume_costs
 from .client import WsLoop
 from .floor import floor
 from .longpoll import LpLoop
@@ -44,6 +48,7 @@ RSS_SAMPLE_S = 0.5           # server RSS is sampled this often for its peak
 SEND_RATE_FLOOR = 0.9        # a step that sends under 90 % of its rate fails (wsbench's rule)
 IDLE_CPU_SECONDS = 0.02      # server CPU per 0.5 s under which it counts as idle (long polls parked)
 LONGPOLL_TIMEOUT = "300"     # CHAT_LONGPOLL_TIMEOUT for the long-poll scenario: no early [] answers
+ARCHIVE_PING_INTERVAL = "300"  # CHAT_PING_INTERVAL for the archive scenario: its idle anchor is never closed
 ANSWER_BOUND_NS = 10**9      # every long-poll waiter must be answered within 1 s of the post
 COLLECT_TIMEOUT_NS = 30 * 10**9  # how long the long-poll scenario waits for answers at most
 DISTURBED_PCT = 20.0         # a failed step during which other processes used more of a core is
@@ -481,6 +486,17 @@ def postcost(cfg, logdir):
     }
 
 
+def archive(cfg, logdir):
+    """Scenario 7: cfg.archive_requests long polls and WebSocket resumes near the newest
+    event per archive size, each size on a server of its own (one worker), in turns."""
+    with contextlib.ExitStack() as stack:
+        servers = {size: stack.enter_context(Servers(1, logdir, {
+            "CHAT_ARCHIVE_SIZE": str(size), "CHAT_PING_INTERVAL": ARCHIVE_PING_INTERVAL}))
+            for size in ARCHIVE_SIZES}
+        return {"requests": cfg.archive_requests,
+                "sizes": resume_costs(servers, cfg.archive_requests)}
+
+
 def percentile(sorted_values, q):
     """The q-quantile of an ascending list (nearest rank), None when empty."""
     if not sorted_values:
@@ -500,4 +516,4 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost, "floor": floor}
+             "postcost": postcost, "floor": floor, "archive": archive}

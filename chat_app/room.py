@@ -16,6 +16,7 @@ import time
 
 import redis
 
+from .config import HISTORY_FIRST_WINDOW, HISTORY_WINDOW_GROWTH
 from .events import event_fields, event_id
 from .exceptions import RateLimited, StoreUnavailable
 from .store import STORE_ERRORS
@@ -47,10 +48,14 @@ end
 """
 
 # Lua: tail_after(archive, after), the archived events with id > after,
-# oldest first; after is decimal digits ('0': the whole archive). Read from
-# the tail in windows that double (32, 64, ...), so what Redis reads follows
-# what is returned, not the archive's size. Ids are compared as digit strings
-# (longer is larger): no conversion to Lua's double.
+# oldest first; after is decimal digits, no leading zero ('0': the whole
+# archive). Read from the tail in windows of growing size (each the part of
+# the list just before the last one: HISTORY_FIRST_WINDOW events, then
+# HISTORY_WINDOW_GROWTH times more each time) until an event not newer than
+# after, or the head, is reached: what Redis reads follows what is returned,
+# not the archive's size, in one atomic snapshot. Ids are compared as digit
+# strings (longer is larger), so any after is exact: no conversion to a Lua
+# number, which is a double in Redis's Lua.
 _TAIL_LUA = """
 local function tail_after(key, after)
   if after == '0' then
@@ -60,7 +65,7 @@ local function tail_after(key, after)
     local id = string.match(raw, '^{"id":(%d+),')
     return #id > #after or (#id == #after and id > after)
   end
-  local found, read, window = {}, 0, 32
+  local found, read, window = {}, 0, FIRST_WINDOW
   repeat
     local chunk = redis.call('LRANGE', key, -(read + window), -(read + 1))
     local i = #chunk
@@ -69,7 +74,7 @@ local function tail_after(key, after)
       i = i - 1
     end
     local done = i > 0 or #chunk < window
-    read, window = read + window, window * 2
+    read, window = read + window, window * WINDOW_GROWTH
   until done
   local oldest_first = {}
   for j = #found, 1, -1 do
@@ -77,6 +82,12 @@ local function tail_after(key, after)
   end
   return oldest_first
 end
+""".replace("FIRST_WINDOW", str(HISTORY_FIRST_WINDOW)).replace(
+    "WINDOW_GROWTH", str(HISTORY_WINDOW_GROWTH))
+
+# The archived events with id > after (ARGV[1]) of the archive KEYS[1].
+HISTORY_SCRIPT = _TAIL_LUA + """
+return tail_after(KEYS[1], ARGV[1])
 """
 
 # Posts one event. KEYS: last id, archive, and for a rate-limited message the
@@ -149,6 +160,7 @@ def namespace(prefix, room, cluster):
 
 
 _POST, _JOIN, _LEAVE = Script(POST_SCRIPT), Script(JOIN_SCRIPT), Script(LEAVE_SCRIPT)
+_HISTORY = Script(HISTORY_SCRIPT)
 
 
 class Rooms:
@@ -227,18 +239,35 @@ class Rooms:
     def history(self, room, after=0):
         """The archived events with id > after, oldest first, as (id, JSON) pairs."""
         try:
-            archive = self._redis.lrange(self.key(room, "archive"), 0, -1)
+            return newer_than(self._tail_after(room, after), after)
         except STORE_ERRORS as exc:
             REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
-        newer = []
-        for raw in reversed(archive):
-            eid = event_id(raw)
-            if eid <= after:
-                break
-            newer.append((eid, raw))
-        newer.reverse()
-        return newer
+
+    def _tail_after(self, room, after):
+        """A tail of the room's archive (raw events) holding every event with id > after.
+
+        after <= 0: the whole archive (LRANGE 0 -1). Otherwise what Redis
+        reads follows what the caller receives, not the archive's size (the
+        archive is oldest first and its ids strictly increase), in at most two
+        round trips. First a plain LRANGE of the newest HISTORY_FIRST_WINDOW
+        events: enough for a resume, a long poll or a gap fill a few events
+        behind, and cheaper in Redis than the script's EVALSHA (which costs
+        more than reading a 100-event archive whole). Only when every event of
+        that window is newer than after, the history script: it reads back
+        from the tail in growing windows, as far as it must, in one atomic
+        snapshot (between two LRANGEs, posts trimming the list would shift
+        their indexes), and returns only the newer events. In all, Redis reads
+        at most 2 * HISTORY_FIRST_WINDOW events plus HISTORY_WINDOW_GROWTH per
+        event returned. Each command names the one archive key (Redis Cluster).
+        """
+        key = self.key(room, "archive")
+        if after <= 0:
+            return self._redis.lrange(key, 0, -1)
+        window = self._redis.lrange(key, -HISTORY_FIRST_WINDOW, -1)
+        if len(window) < HISTORY_FIRST_WINDOW or event_id(window[0]) <= after:
+            return window  # the whole archive, or it reaches back to after
+        return _HISTORY(self._redis, [key], [str(after)])
 
     def healthy(self):
         """Whether Redis answers a PING now."""
@@ -246,3 +275,16 @@ class Rooms:
             return bool(self._redis.ping())
         except STORE_ERRORS:
             return False
+
+
+def newer_than(archive, after):
+    """The (id, JSON) pairs of the events of archive (raw, oldest first, ids
+    increasing) with id > after: its tail, found by reading from the end."""
+    newer = []
+    for raw in reversed(archive):
+        eid = event_id(raw)
+        if eid <= after:
+            break
+        newer.append((eid, raw))
+    newer.reverse()
+    return newer

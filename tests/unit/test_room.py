@@ -1,12 +1,42 @@
 import json
 
+import fakeredis
 import pytest
 from redis.exceptions import RedisClusterException
 
-from chat_app.config import Settings
+from chat_app.config import HISTORY_FIRST_WINDOW, HISTORY_WINDOW_GROWTH, Settings
+from chat_app.events import event_id
 from chat_app.room import RateLimited, Rooms, StoreUnavailable
 from chat_app.store import connect
 from tests.servers import free_port, wait_until
+
+# Events a history read takes first from the tail, and with the script's first two windows.
+ONE_WINDOW = HISTORY_FIRST_WINDOW
+TWO_WINDOWS = HISTORY_FIRST_WINDOW * (1 + HISTORY_WINDOW_GROWTH)
+
+
+class CountingRedis(fakeredis.FakeRedis):
+    """A fake Redis that records each command it is sent and how many elements its reply carried."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.replies = []   # (command name, elements in its reply)
+
+    def execute_command(self, *args, **options):
+        reply = super().execute_command(*args, **options)
+        self.replies.append((args[0], len(reply) if isinstance(reply, list) else 1))
+        return reply
+
+
+def post_joins(rooms, count, room="lobby"):
+    """Posts count join events; returns their ids."""
+    return [json.loads(rooms.post(room, "join", "ada"))["id"] for _ in range(count)]
+
+
+def whole_archive_after(client, after, room="lobby"):
+    """The archived events with id > after as a read of the whole list finds them: the reference."""
+    archive = client.lrange(f"chat:{room}:archive", 0, -1)
+    return [(event_id(raw), raw) for raw in archive if event_id(raw) > after]
 
 
 def test_post_returns_the_event_and_archives_it(rooms):
@@ -34,6 +64,46 @@ def test_ids_strictly_increase_and_history_is_oldest_first(rooms):
     assert [eid for eid, _ in rooms.history("lobby")] == ids
     assert [eid for eid, _ in rooms.history("lobby", after=ids[9])] == ids[10:]
     assert rooms.history("lobby", after=ids[-1]) == []
+
+
+def test_history_of_an_empty_archive_is_empty(rooms):
+    for after in (0, 1, 10**30):
+        assert rooms.history("lobby", after) == []
+
+
+@pytest.mark.parametrize("posts", [1, ONE_WINDOW - 1, ONE_WINDOW, ONE_WINDOW + 1,
+                                   TWO_WINDOWS, TWO_WINDOWS + 1])
+def test_history_after_any_id_is_what_a_whole_read_finds(fake_redis, posts):
+    rooms = Rooms(fake_redis, Settings(archive_size=TWO_WINDOWS + 1))
+    ids = post_joins(rooms, posts)
+    afters = {0, 1, 10**30, *ids, *(i - 1 for i in ids), *(i + 1 for i in ids)}
+    for after in sorted(afters):
+        assert rooms.history("lobby", after) == whole_archive_after(fake_redis, after), after
+
+
+def test_history_after_a_trimmed_id_is_the_whole_archive(fake_redis):
+    rooms = Rooms(fake_redis, Settings(archive_size=TWO_WINDOWS + 1))
+    ids = post_joins(rooms, TWO_WINDOWS + 20)
+    kept = ids[-(TWO_WINDOWS + 1):]
+    for after in (1, ids[0], ids[18], kept[0] - 1):  # older than the oldest archived
+        assert [eid for eid, _ in rooms.history("lobby", after)] == kept
+    assert [eid for eid, _ in rooms.history("lobby", 0)] == kept
+    assert rooms.history("lobby", kept[-1]) == rooms.history("lobby", kept[-1] + 1) == []
+
+
+def test_history_transfers_one_window_and_what_it_returns_not_the_archive():
+    client = CountingRedis(server=fakeredis.FakeServer())
+    rooms = Rooms(client, Settings(archive_size=1000))
+    ids = post_joins(rooms, 1000)
+    rooms.history("lobby", ids[0])  # loads the script
+    for received in (0, 3, ONE_WINDOW - 1, ONE_WINDOW, 40, 999):
+        client.replies.clear()
+        assert [eid for eid, _ in rooms.history("lobby", ids[-received - 1])] == ids[1000 - received:]
+        further = [("EVALSHA", received)] if received >= ONE_WINDOW else []  # the script
+        assert client.replies == [("LRANGE", ONE_WINDOW), *further]
+    client.replies.clear()
+    assert len(rooms.history("lobby")) == 1000  # after=0: the whole archive, in one LRANGE
+    assert client.replies == [("LRANGE", 1000)]
 
 
 def test_archive_is_capped(fake_redis):
