@@ -75,6 +75,9 @@ def test_events_flow_between_servers_on_every_transport_in_id_order(servers):
     assert archive == b.archive(room)
     assert_chained(archive)
     assert archive[-len(seen_ws):] == seen_ws
+    page = requests.get(f"{b.url}/refresh/room", params={"user": "page-user", "room": room},
+                        timeout=5).text  # active refresh: the archive as HTML
+    assert all(text in page for text in texts)
     sock.close()
     events.close()
 
