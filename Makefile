@@ -3,7 +3,7 @@
 #            tests/browser (needs chromium)
 # make test-unit: the unit tests alone, fast (no redis-server, gunicorn or chromium)
 # make screenshots: docs/*.png, the pages in headless chromium (needs chromium)
-# make bench: the fan-out benchmark, every scenario once, 2-3 minutes (needs redis-server;
+# make bench: the fan-out benchmark, every scenario once, 3-4 minutes (needs redis-server;
 #             BENCH_ARGS='--repeat 3' for medians, '--help' for the options; writes only
 #             under bench/results/; see bench/)
 # make fuzz: both fuzzers at their default budgets, about 4 minutes, not part of make test

@@ -22,6 +22,8 @@ from . import report
 from .scenarios import SCENARIOS
 from .servers import IDLE_BUSY_CORES, IDLE_WINDOW_S, wait_idle_machine
 
+CLUSTER_RATE = 500  # cluster: msg/s a shared 2-core machine sustains beside 3 + 3 Redis nodes
+
 RESULTS = PROJECT / "bench" / "results"  # one directory per run (git-ignored)
 PLOT = "latency.png"                     # the find-max plot, in the run's directory
 
@@ -59,15 +61,25 @@ def parse_args(argv):
     g.add_argument("--posts", type=int, default=500, help="postcost: WebSocket posts (+1/5 over HTTP)")
     g.add_argument("--archive-requests", type=int, default=500,
                    help="archive: long polls, and WebSocket resumes, per archive size")
+    g = p.add_argument_group("cluster (also: --clients, --senders, --workers, --procs)")
+    g.add_argument("--cluster-rooms", type=int, default=6,
+                   help="rooms, as many on each of the 3 masters (a multiple of 3)")
+    g.add_argument("--cluster-rate", type=float, default=CLUSTER_RATE,
+                   help="msg/s over all rooms, on the cluster and on one Redis")
+    g.add_argument("--cluster-duration", type=float, default=20,
+                   help="send window, s (long enough for CPU ticks of 10 ms to count per post)")
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
-                   help="before each run and each fan-out step, wait up to S seconds for the "
-                        f"machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
+                   help="before each run, each fan-out step and each cluster window, wait up to "
+                        f"S seconds for the machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
                         f"{IDLE_WINDOW_S:.0f} s, this benchmark's processes aside)")
     args = p.parse_args(argv)
+    if args.cluster_rooms % 3 or args.cluster_rooms < 3:
+        p.error(f"--cluster-rooms must be a multiple of 3, not {args.cluster_rooms}")
     if args.quick:
         args.clients, args.senders, args.step_duration, args.max_steps = 100, 10, 1, 4
         args.steady_duration, args.idle_clients, args.idle_rooms, args.lp_waiters = 2, 400, 4, 400
         args.posts, args.archive_requests = 100, 50
+        args.cluster_rate, args.cluster_duration = 100, 2
     return args
 
 

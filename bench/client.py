@@ -26,7 +26,7 @@ from .loop import DEAD, OPEN, Conn, Loop, cpu_seconds, now_ns
 KEEPALIVE_NS = 10 * 10**9      # each client sends a pong this often: the server closes silent peers
 PONG = b"\x8a\x80\x00\x00\x00\x00"  # an unsolicited, masked (key 0), empty pong frame
 MASK_ZERO = b"\x00\x00\x00\x00"    # client frames must be masked; a zero key leaves text as is
-REFERENCES_MAX = 4             # distinct streams kept per analysis to compare the others with
+REFERENCES_MAX = 16            # distinct streams kept per analysis to compare the others with
 READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 
 
@@ -44,11 +44,12 @@ def text_frame(payload):
 
 
 class WsConn(Conn):
-    __slots__ = ("needle", "scan", "ready_ns", "buf", "ends", "times", "leftover",
+    __slots__ = ("room", "needle", "scan", "ready_ns", "buf", "ends", "times", "leftover",
                  "last_id", "out", "polling_out", "sender")
 
     def __init__(self, index, request, room, user):
         super().__init__(index, request)
+        self.room = room            # its room: it receives the messages of that room's senders
         self.needle = b'"type":"join","room":"%s","user":"%s",' % (room.encode(), user.encode())
         self.scan = 0               # where to look for the own join next
         self.ready_ns = 0           # when the own join event arrived; 0: not yet
@@ -92,9 +93,10 @@ class WsLoop(Loop):
         settle(): parses what arrived so far (history, joins); ("settled", figures).
         send(step, rate, senders, start_ns, end_ns): this process's senders send
                 their share; ("sent", {sender: count}, lag ns) after end_ns.
-        drain(total_sent, deadline_ns): ("drained", ns, marks) once every receiver
-                here got total_sent marks, or at the deadline.
-        analyze(step, sent_by_sender, send_end_ns): ("analysis", figures).
+        drain(sent_by_room, deadline_ns): ("drained", ns, marks) once every receiver
+                here got a mark for each message its room's senders sent, or at the
+                deadline. sent_by_room: {room: {sender: messages sent}}.
+        analyze(step, sent_by_room, send_end_ns): ("analysis", figures).
         """
         if name == "connect":
             conns = []
@@ -112,8 +114,9 @@ class WsLoop(Loop):
         elif name == "send":
             self.start_step(**args)
         elif name == "drain":
-            alive = sum(1 for c in self.step_conns if c.state == OPEN)
-            self.drain = (args["total_sent"] * alive, args["deadline_ns"])
+            sent = {room: sum(senders.values()) for room, senders in args["sent_by_room"].items()}
+            expected = sum(sent.get(c.room, 0) for c in self.step_conns if c.state == OPEN)
+            self.drain = (expected, args["deadline_ns"])
         elif name == "analyze":
             self.reply("analysis", self.analyze(**args))
         else:
@@ -271,10 +274,11 @@ class WsLoop(Loop):
 
     # --- analysis -------------------------------------------------------------------------
 
-    def analyze(self, step, sent_by_sender, send_end_ns):
+    def analyze(self, step, sent_by_room, send_end_ns):
         """Parses and checks what every receiver got since the last analysis, then forgets it.
 
         step None: the connect phase (history and joins: only ids are checked).
+        Each receiver is checked against the messages of its room's senders.
         Returns summed figures and a latency histogram of this process.
         """
         cpu0 = cpu_seconds()
@@ -282,12 +286,13 @@ class WsLoop(Loop):
         hist = LatencyHistogram()
         total = Counter()
         closes = Counter()
-        refs = []           # (stream, frames, ids, arrays) of each distinct stream parsed
+        refs = []           # (room, stream, frames, ids, arrays) of each distinct stream parsed
         for conn in conns:
             stream = conn.leftover + conn.buf if conn.leftover else conn.buf
-            ref = next((r for r in refs if r[0] == stream), None)
+            sent_by_sender = sent_by_room.get(conn.room, {})
+            ref = next((r for r in refs if r[0] == conn.room and r[1] == stream), None)
             if ref is not None:
-                _, frames, ids, arrays = ref
+                _, _, frames, ids, arrays = ref
                 total["identical"] += 1
             else:
                 frames = parse(stream)
@@ -295,7 +300,7 @@ class WsLoop(Loop):
                 arrays = self.message_arrays(frames, step, sent_by_sender)
                 total["parsed"] += 1
                 if len(refs) < REFERENCES_MAX:
-                    refs.append((stream, frames, ids, arrays))
+                    refs.append((conn.room, stream, frames, ids, arrays))
             total["id_violations"] += check_ids(ids, conn.last_id)
             if len(ids):
                 conn.last_id = max(conn.last_id, int(ids[-1]))
@@ -304,6 +309,7 @@ class WsLoop(Loop):
             closes.update(frames.close_codes)
             if step is not None:
                 counts, ends, sent_ns = arrays
+                total["expected"] += sum(sent_by_sender.values())
                 for key, value in counts.items():
                     total[key] += value
                 if len(ends):

@@ -8,6 +8,19 @@ number the median of the runs; `summary` picks the headline figures.
 import statistics
 
 from .archive import ARCHIVE_SIZES, FLAT_RATIO, flat
+# The two halves of the cluster scenario, as the summary names them.
+SIDES = (("single", "one Redis"), ("cluster", "cluster"))
+
+
+def _both(label, path, fmt):
+    """A cluster row: one figure of both halves, "one Redis / cluster"."""
+    return (f"{label}: one Redis / cluster", tuple(f"{side}.{path}" for side, _ in SIDES), fmt)
+
+
+def _step(label, side, keys, fmt):
+    """A cluster row: several figures of one half's window."""
+    return (label, tuple(f"{side}.step.{key}" for key in keys), fmt)
+
 
 # The headline figures of each scenario: (label, path into the result, format).
 HEADLINES = {
@@ -72,6 +85,29 @@ HEADLINES = {
           for kind, name in (("lp", "long poll"), ("ws", "resume")) for size in ARCHIVE_SIZES],
         ("max/min over the sizes", lambda r: flat(r["sizes"])[0], "{}"),
     ],
+    "cluster": [
+        ("rate (msg/s) / rooms / clients", ("rate", "rooms", "clients"), "{:,.0f}"),
+        _both("deliveries/s", "step.deliveries_per_s", "{:,.0f}"),
+        *(_step(f"latency p50 / p99, {name} (ms)", side,
+                ("latency_p50_ms", "latency_p99_ms"), "{:.1f}") for side, name in SIDES),
+        *(_step(f"lost / dup / out of order, {name}", side,
+                ("lost", "duplicates", "out_of_order"), "{:.0f}") for side, name in SIDES),
+        _both("server CPU per 1k deliveries (ms)", "step.srv_cpu_ms_per_1k", "{:.2f}"),
+        ("one Redis's CPU per 1k posts (ms)", "single.step.redis_node_ms_per_1k_posts.redis",
+         "{:.1f}"),
+        ("each master's CPU per 1k posts (ms)",
+         tuple(f"cluster.step.redis_node_ms_per_1k_posts.master {i}" for i in (1, 2, 3)),
+         "{:.1f}"),
+        ("masters' / replicas' CPU per 1k posts (ms)",
+         ("masters_ms_per_1k_posts", "replicas_ms_per_1k_posts"), "{:.1f}"),
+        ("busiest master ÷ one Redis", "busiest_master_per_single", "{:.2f}"),
+        ("idle CPU: one Redis / each master (%)",
+         ("single.redis_idle_cpu_pct.redis",
+          *(f"cluster.redis_idle_cpu_pct.master {i}" for i in (1, 2, 3))), "{:.1f}"),
+        _both("server CPU (% of a core)", "step.srv_cpu_pct", "{:.0f}"),
+        _both("generator CPU (% of a core)", "step.gen_cpu_pct", "{:.0f}"),
+        _both("other processes' CPU (% of a core)", "step.other_cpu_pct", "{:.0f}"),
+    ],
 }
 
 
@@ -92,6 +128,11 @@ VERDICTS = {
                  lambda r: r["evalsha_per_post"] == 1 and not r["other_per_post"]),
     "archive": (f"flat: server CPU, Redis CPU and latency p50 max/min <= {FLAT_RATIO} over the sizes",
                 lambda r: flat(r["sizes"])[1]),
+    "cluster": ("nothing lost, all in order; each master < one Redis",
+                lambda r: all(not get(r, f"{side}.step.{k}") for side in ("single", "cluster")
+                              for k in ("lost", "duplicates", "out_of_order", "id_violations",
+                                        "disconnects", "error_frames"))
+                and (r.get("busiest_master_per_single") or 1) < 1),
 }
 
 

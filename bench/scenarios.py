@@ -11,12 +11,16 @@
             message, the machine's least for `steady` (floor.py).
 - archive:  long polls and WebSocket resumes a few events behind the newest, with
             archives of 100, 1,000 and 10,000 events: CPU and latency per request (archive.py).
+- cluster:  the fan-out clients in rooms spread evenly over the 3 masters of a
+            Redis Cluster, at one fixed rate, and the same rooms, clients and
+            rate on one Redis: each Redis node's CPU per post beside the one's.
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
 """
 
 import contextlib
+import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -28,6 +32,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 from .analysis import LatencyHistogram
 from .archive import ARCHIVE_SIZES, resume_costs
@@ -35,7 +40,7 @@ from .client import WsLoop
 from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
-from .servers import Gunicorn, Redis, machine_busy, wait_idle_machine
+from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
 
 ROOM = "bench"               # the fan-out room
 LEAD_NS = 100_000_000        # a command's start time is this far ahead, so every process has it
@@ -51,11 +56,16 @@ LONGPOLL_TIMEOUT = "300"     # CHAT_LONGPOLL_TIMEOUT for the long-poll scenario:
 ARCHIVE_PING_INTERVAL = "300"  # CHAT_PING_INTERVAL for the archive scenario: its idle anchor is never closed
 ANSWER_BOUND_NS = 10**9      # every long-poll waiter must be answered within 1 s of the post
 COLLECT_TIMEOUT_NS = 30 * 10**9  # how long the long-poll scenario waits for answers at most
+STORE_IDLE_S = 5.0           # cluster: each Redis node's CPU is sampled this long with no traffic
 DISTURBED_PCT = 20.0         # a failed step during which other processes used more of a core is
 RETRY_QUIET_S = 120.0        # retried (--retries times) after waiting up to this long for quiet
 # What redis-py sends when it opens a connection (a pool grows when two posts
 # overlap): postcost counts it apart, as a cost of the connection, not of a post.
 CONNECTION_SET_UP = ("hello", "client|setinfo", "select", "auth")
+# The hub PINGs each pub/sub connection every second: a cost of the link, not of a post.
+LINK_KEEPALIVE = ("ping",)
+# What the post script runs that its text names only through ARGV: the publishing command.
+SCRIPT_PUBLISH = ("publish", "spublish")
 
 
 class ClientPool:
@@ -129,16 +139,22 @@ class ClientPool:
 
 
 class Servers:
-    """A redis-server and gunicorn with `workers` workers, plus a sampler of the server's peak RSS."""
+    """A redis-server and gunicorn with `workers` workers, plus a sampler of the server's peak RSS.
 
-    def __init__(self, workers, logdir, extra_env=None):
-        self.tmp = tempfile.TemporaryDirectory(prefix="bench-redis-")
-        self.redis = Redis(self.tmp.name)
+    With `store` (a started Redis or Cluster) gunicorn uses it instead, and
+    leaves it running at the end.
+    """
+
+    def __init__(self, workers, logdir, extra_env=None, store=None):
+        self.tmp = None
+        if store is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="bench-redis-")
+            store = Redis(self.tmp.name)
+        self.redis = store
         try:
-            self.gunicorn = Gunicorn(self.redis.url, workers, logdir, extra_env)
+            self.gunicorn = Gunicorn(self.redis.redis_url, workers, logdir, extra_env)
         except BaseException:
-            self.redis.stop()
-            self.tmp.cleanup()
+            self._stop_own_store()
             raise
         self.tree = self.gunicorn.tree
         self.port = self.gunicorn.port
@@ -161,6 +177,10 @@ class Servers:
         try:
             self.gunicorn.stop()
         finally:
+            self._stop_own_store()
+
+    def _stop_own_store(self):
+        if self.tmp is not None:
             self.redis.stop()
             self.tmp.cleanup()
 
@@ -168,8 +188,13 @@ class Servers:
 # --- WebSocket clients -------------------------------------------------------------
 
 
-def connect_clients(pool, port, clients, senders, rate, rooms=1, prefix="u"):
-    """Connects `clients` WebSocket clients (client i in process i % procs, in room i % rooms).
+def room_of(i, rooms):
+    """The room of client i (and so of sender i): rooms[i % len(rooms)]."""
+    return rooms[i % len(rooms)]
+
+
+def connect_clients(pool, port, clients, senders, rate, rooms=(ROOM,), prefix="u"):
+    """Connects `clients` WebSocket clients (client i in process i % procs, in room_of(i, rooms)).
 
     The first `senders` clients are senders 0..senders-1. Returns the connect
     figures once every client saw its own join event, failed, or timed out.
@@ -181,7 +206,7 @@ def connect_clients(pool, port, clients, senders, rate, rooms=1, prefix="u"):
     for p in range(procs):
         mine = []
         for i in range(p, clients, procs):
-            room = ROOM if rooms == 1 else f"r{i % rooms}"
+            room = room_of(i, rooms)
             user = f"{prefix}{i}"
             path = f"/websocket/room/socket?room={room}&user={user}"
             mine.append((i, path, room, user, i if i < senders else None))
@@ -226,10 +251,13 @@ def settle(pool):
     return sum(r["totals"].get("id_violations", 0) for r in replies), dict(closes)
 
 
-def run_step(servers, pool, step, rate, duration_s, senders, p99_bound_ms):
-    """One send window at `rate` messages/s, its drain, and its figures (see judge)."""
+def run_step(servers, pool, step, rate, duration_s, senders, p99_bound_ms, rooms=(ROOM,)):
+    """One send window at `rate` messages/s, its drain, and its figures (see judge).
+
+    Sender s is in room_of(s, rooms); each receiver expects the messages of its room.
+    """
     sampled0, cpu0, _ = now_ns(), *servers.tree.sample()
-    redis0, busy0 = servers.redis.tree.sample()[0], machine_busy()
+    redis0, busy0 = servers.redis.cpu(), machine_busy()
     start = now_ns() + LEAD_NS // 2
     end = start + int(duration_s * 1e9)
     sent_replies = pool.call("send", {"step": step, "rate": rate, "senders": senders,
@@ -240,15 +268,20 @@ def run_step(servers, pool, step, rate, duration_s, senders, p99_bound_ms):
     for counts, _ in sent_replies:
         sent_by_sender.update(counts)
     total_sent = sum(sent_by_sender.values())
-    drained = pool.call("drain", {"total_sent": total_sent,
+    sent_by_room = {}   # room -> {sender: messages sent}
+    for sender, count in sent_by_sender.items():
+        sent_by_room.setdefault(room_of(sender, rooms), {})[sender] = count
+    drained = pool.call("drain", {"sent_by_room": sent_by_room,
                                   "deadline_ns": send_end + DRAIN_TIMEOUT_NS}, "drained",
                         timeout=DRAIN_TIMEOUT_NS / 1e9 + REPLY_TIMEOUT)
     drain_end = max(t for t, _ in drained)
     cpu1, rss = servers.tree.sample()
-    redis_cpu, busy = servers.redis.tree.sample()[0] - redis0, machine_busy() - busy0
+    redis1, busy = servers.redis.cpu(), machine_busy() - busy0
+    redis_nodes = {node: redis1[node] - redis0[node] for node in redis0}
+    redis_cpu = sum(redis_nodes.values())
     sampled = (now_ns() - sampled0) / 1e9   # the interval every CPU figure covers
     replies = [r[0] for r in pool.call("analyze", {
-        "step": step, "sent_by_sender": dict(sent_by_sender), "send_end_ns": send_end}, "analysis")]
+        "step": step, "sent_by_room": sent_by_room, "send_end_ns": send_end}, "analysis")]
     hist = LatencyHistogram()
     totals, closes, dead = Counter(), Counter(), Counter()
     for r in replies:
@@ -265,7 +298,7 @@ def run_step(servers, pool, step, rate, duration_s, senders, p99_bound_ms):
         "step": step, "rate": rate, "senders": senders, "receivers": receivers,
         "sent": total_sent, "send_rate": total_sent / (duration_s or 1),
         "send_lag_max_ms": max(lag for _, lag in sent_replies) / 1e6,
-        "expected": total_sent * receivers, "delivered": delivered,
+        "expected": totals["expected"], "delivered": delivered,
         "lost": totals["lost"], "duplicates": totals["duplicates"],
         "out_of_order": totals["out_of_order"], "unexpected": totals["unexpected"],
         "stale": totals["stale"], "id_violations": totals["id_violations"],
@@ -280,6 +313,9 @@ def run_step(servers, pool, step, rate, duration_s, senders, p99_bound_ms):
         "srv_cpu_ms_per_1k": srv_cpu * 1e6 / delivered if delivered else None,
         "srv_rss_mb": rss / 1024,
         "redis_cpu_pct": 100 * redis_cpu / sampled,
+        "redis_node_cpu_pct": {node: 100 * cpu / sampled for node, cpu in redis_nodes.items()},
+        "redis_node_ms_per_1k_posts": {node: cpu * 1e6 / total_sent if total_sent else None
+                                       for node, cpu in redis_nodes.items()},
         "gen_cpu_s": gen_cpu, "gen_cpu_pct": 100 * gen_cpu / sampled,
         "other_cpu_pct": 100 * (busy - srv_cpu - redis_cpu - gen_cpu) / sampled,
         "cpu_window_s": sampled, "gen_analysis_cpu_s": sum(r["analysis_cpu_s"] for r in replies),
@@ -372,7 +408,7 @@ def idle(cfg, logdir):
     with Servers(1, logdir) as servers, ClientPool(WsLoop, cfg.idle_procs, servers.port) as pool:
         before = servers.tree.sample()[1]
         connect = connect_clients(pool, servers.port, cfg.idle_clients, 0, cfg.connect_rate,
-                                  rooms=cfg.idle_rooms)
+                                  rooms=[f"r{k}" for k in range(cfg.idle_rooms)])
         wait_quiet(pool)
         after = servers.tree.sample()[1]
         connect["id_violations"], connect["close_codes"] = settle(pool)
@@ -452,7 +488,7 @@ def postcost(cfg, logdir):
     """Scenario 5: Redis commands per post, over WebSocket and HTTP, from INFO commandstats."""
     from chat_app.room import POST_SCRIPT  # the commands the post script runs inside Redis
     in_script = {c.lower() for c in re.findall(r"redis\.call\('(\w+)'", POST_SCRIPT)}
-    in_script.add("publish")  # called by the name the script is given (SPUBLISH on a cluster)
+    in_script.update(SCRIPT_PUBLISH)
     with Servers(cfg.workers, logdir) as servers, ClientPool(WsLoop, 1, servers.port) as pool:
         receivers = 10
         connect_clients(pool, servers.port, receivers, receivers, cfg.connect_rate, prefix="pc")
@@ -472,6 +508,7 @@ def postcost(cfg, logdir):
     stats.pop("config", None)
     stats.pop("info", None)
     set_up = {k: stats.pop(k) for k in CONNECTION_SET_UP if k in stats}
+    keepalive = {k: stats.pop(k) for k in LINK_KEEPALIVE if k in stats}
     return {
         "posts": posts, "ws_posts": ws["sent"], "http_posts": cfg.posts // 5,
         "ws_delivered": ws["delivered"], "ws_lost": ws["lost"],
@@ -484,6 +521,7 @@ def postcost(cfg, logdir):
                         if k not in in_script and k != "evalsha"},
         "connections_opened": set_up.get("hello", 0),
         "set_up_calls": set_up,
+        "link_keepalive_calls": keepalive,
     }
 
 
@@ -496,6 +534,77 @@ def archive(cfg, logdir):
             for size in ARCHIVE_SIZES}
         return {"requests": cfg.archive_requests,
                 "sizes": resume_costs(servers, cfg.archive_requests)}
+
+
+_cluster_runs = itertools.count()  # which store goes first alternates from run to run
+
+
+def cluster(cfg, logdir):
+    """Scenario 7: the fan-out clients in cfg.cluster_rooms rooms, as many on each of
+    a Redis Cluster's 3 masters, one window at cfg.cluster_rate; then (or first, every
+    other run) the same rooms, clients and rate on one Redis."""
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+        nodes = Cluster(Path(tmp) / "cluster")
+        try:
+            rooms = nodes.rooms(cfg.cluster_rooms)
+            single = Redis(Path(tmp) / "single")
+            try:
+                sides = [("single", single), ("cluster", nodes)]
+                if next(_cluster_runs) % 2:
+                    sides.reverse()
+                result = {"rate": cfg.cluster_rate, "rooms": len(rooms), "room_names": rooms,
+                          "rooms_per_master": len(rooms) // 3, "clients": cfg.clients,
+                          "senders": cfg.senders, "workers": cfg.workers,
+                          "order": [name for name, _ in sides]}
+                for name, store in sides:
+                    print(f"  {name}: {len(rooms)} rooms "
+                          f"{'over 3 masters' if store is nodes else 'on one Redis'}",
+                          file=sys.stderr, flush=True)
+                    result[name] = cluster_side(cfg, logdir, store, rooms)
+            finally:
+                single.stop()
+        finally:
+            nodes.stop()
+    return cluster_figures(result)
+
+
+def cluster_side(cfg, logdir, store, rooms):
+    """One store's half of the cluster scenario: connect, measure the idle store, one window."""
+    with Servers(cfg.workers, logdir, store=store) as servers, \
+            ClientPool(WsLoop, cfg.procs, servers.port) as pool:
+        connect = connect_clients(pool, servers.port, cfg.clients, cfg.senders, cfg.connect_rate,
+                                  rooms=rooms)
+        wait_quiet(pool)
+        connect["id_violations"], connect["close_codes"] = settle(pool)
+        if connect["ready"] < cfg.clients:
+            raise RuntimeError(f"only {connect['ready']} of {cfg.clients} clients ready: {connect}")
+        if cfg.wait_idle:
+            wait_idle_machine(cfg.wait_idle, exclude=servers.tree.pids() + pool.pids())
+        before = store.cpu()
+        time.sleep(STORE_IDLE_S)
+        idle = {node: 100 * (cpu - before[node]) / STORE_IDLE_S for node, cpu in store.cpu().items()}
+        r = run_step(servers, pool, 1, cfg.cluster_rate, cfg.cluster_duration, cfg.senders,
+                     cfg.p99_ms, rooms=rooms)
+        log_step(r)
+    return {"connect": connect, "step": r, "redis_idle_cpu_pct": idle}
+
+
+def cluster_figures(result):
+    """Adds the comparisons: the masters' and the replicas' CPU per 1,000 posts, and ratios."""
+    if not (result["single"]["step"]["sent"] and result["cluster"]["step"]["sent"]):
+        return result  # a window that sent nothing failed (judge): no figures per post
+    single = result["single"]["step"]["redis_node_ms_per_1k_posts"]["redis"]
+    nodes = result["cluster"]["step"]["redis_node_ms_per_1k_posts"]
+    masters = [v for node, v in nodes.items() if node.startswith("master")]
+    replicas = [v for node, v in nodes.items() if node.startswith("replica")]
+    result["masters_ms_per_1k_posts"] = sum(masters)
+    result["replicas_ms_per_1k_posts"] = sum(replicas)
+    result["busiest_master_per_single"] = max(masters) / single if single else None
+    result["masters_per_single"] = sum(masters) / single if single else None
+    result["deliveries_cluster_per_single"] = (
+        result["cluster"]["step"]["deliveries_per_s"] / result["single"]["step"]["deliveries_per_s"]
+        if result["single"]["step"]["deliveries_per_s"] else None)
+    return result
 
 
 def percentile(sorted_values, q):
@@ -517,4 +626,4 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost, "floor": floor, "archive": archive}
+             "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster}

@@ -6,17 +6,19 @@ plus what the benchmark needs: a Redis client for INFO, every gunicorn worker
 up before a scenario starts, the rate limit out of the way, and a `ProcTree`
 of each, which reads a process tree's CPU time and RSS from /proc, the way
 the figures are defined: utime+stime and RSS of the gunicorn master and every
-worker. Each scenario starts its own pair, so figures of one scenario do not
-carry state from another.
+worker. `Cluster` is tests/servers.py's RedisCluster (3 masters, 3 replicas)
+with the CPU of each node. Each scenario starts its own servers, so figures
+of one scenario do not carry state from another.
 """
 
 import os
+import signal
 import socket
 import time
 
 import redis
 
-from tests.servers import START_TIMEOUT, RedisServer, Server
+from tests.servers import START_TIMEOUT, STOP_GRACE, RedisCluster, RedisServer, Server
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")             # /proc/<pid>/stat time unit, ticks per second
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024    # /proc/<pid>/stat RSS unit, in KB
@@ -34,6 +36,14 @@ class Redis(RedisServer):
         self.client = redis.Redis.from_url(self.url)
         self.tree = ProcTree(self.process.pid)
 
+    @property
+    def redis_url(self):
+        return self.url
+
+    def cpu(self):
+        """{node: CPU seconds so far}: the one node, "redis"."""
+        return {"redis": self.tree.sample()[0]}
+
     def commandstats(self):
         """{command: calls} from INFO commandstats."""
         stats = self.client.info("commandstats")
@@ -42,6 +52,73 @@ class Redis(RedisServer):
     def stop(self):
         self.client.close()
         super().stop()
+
+
+class Cluster(RedisCluster):
+    """A started Redis Cluster of 3 masters and 3 replicas, with each node's CPU.
+
+    Nodes are named by role and the order of the masters' ports: "master 1"
+    to "master 3", and "replica 1" (of master 1) to "replica 3".
+    """
+
+    def __init__(self, workdir):
+        super().__init__(workdir)
+        self.trees = {}
+        try:
+            self.start()
+            nodes = self.nodes()
+            masters = sorted(port for port, node in nodes.items() if node[1] == "master")
+            number = {nodes[port][0]: i + 1 for i, port in enumerate(masters)}
+            self.names = {port: f"master {number[nodes[port][0]]}" for port in masters}
+            self.names.update({port: f"replica {number[node[2]]}" for port, node in nodes.items()
+                               if node[1] == "replica"})
+            self.trees = {port: ProcTree(int((self.workdir / f"redis-{port}.pid").read_text()))
+                          for port in self.names}
+        except BaseException:
+            self.stop()
+            raise
+        self.masters_by_name = {self.names[port]: port for port in masters}
+
+    def stop(self):
+        """Stops every node (scripts/redis-cluster.sh) and waits until each has exited,
+        so that its directory can go; SIGKILLs a node still there after STOP_GRACE."""
+        pids = [tree.root for tree in self.trees.values()]
+        super().stop()
+        deadline = time.monotonic() + STOP_GRACE
+        for pid in pids:
+            while (stat := _stat(pid)) is not None and stat[0] != b"Z":
+                if time.monotonic() > deadline:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    break
+                time.sleep(0.05)
+
+    @property
+    def redis_url(self):
+        """REDIS_URL for the chat: master 1 (the chat finds the others from it)."""
+        return self.url(self.masters_by_name["master 1"])
+
+    def cpu(self):
+        """{node name: CPU seconds so far} for every node, masters first."""
+        return dict(sorted((self.names[port], _cpu_of([tree.root]))
+                           for port, tree in self.trees.items()))
+
+    def rooms(self, count, prefix="c"):
+        """`count` room names (a multiple of 3), as many on each master, in turn
+        (master 1's, master 2's, master 3's, master 1's...), so that client i of
+        connect_clients is in a room of master i % 3 + 1. A room lives on the
+        master of its keys' slot, `chat:{<room>}:last`."""
+        if count % 3:
+            raise ValueError(f"the rooms must be a multiple of the 3 masters, not {count}")
+        owned = {name: [] for name in sorted(self.masters_by_name)}
+        master_of = {port: name for name, port in self.masters_by_name.items()}
+        candidates = (f"{prefix}{i}" for i in range(10**6))
+        while min(len(rooms) for rooms in owned.values()) < count // 3:
+            room = next(candidates)
+            owned[master_of[self.owner(f"chat:{{{room}}}:last")]].append(room)
+        return [owned[name][i] for i in range(count // 3) for name in owned]
 
 
 class Gunicorn(Server):
