@@ -59,6 +59,8 @@ def parse_args(argv):
     g.add_argument("--posts", type=int, default=500, help="postcost: WebSocket posts (+1/5 over HTTP)")
     g.add_argument("--archive-requests", type=int, default=500,
                    help="archive: long polls, and WebSocket resumes, per archive size")
+    g.add_argument("--storm-clients", type=int, default=10000, help="storm: WebSocket clients, 5 a room (--workers workers)")
+    g.add_argument("--storm-procs", type=int, default=4, help="storm: client processes")
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
                    help="before each run and each fan-out step, wait up to S seconds for the "
                         f"machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
@@ -68,6 +70,7 @@ def parse_args(argv):
         args.clients, args.senders, args.step_duration, args.max_steps = 100, 10, 1, 4
         args.steady_duration, args.idle_clients, args.idle_rooms, args.lp_waiters = 2, 400, 4, 400
         args.posts, args.archive_requests = 100, 50
+        args.storm_clients = 200
     return args
 
 

@@ -7,6 +7,7 @@ number the median of the runs; `summary` picks the headline figures.
 
 import statistics
 
+from . import storm
 from .archive import ARCHIVE_SIZES, FLAT_RATIO, flat
 
 # The headline figures of each scenario: (label, path into the result, format).
@@ -72,6 +73,7 @@ HEADLINES = {
           for kind, name in (("lp", "long poll"), ("ws", "resume")) for size in ARCHIVE_SIZES],
         ("max/min over the sizes", lambda r: flat(r["sizes"])[0], "{}"),
     ],
+    "storm": storm.HEADLINES,
 }
 
 
@@ -92,6 +94,7 @@ VERDICTS = {
                  lambda r: r["evalsha_per_post"] == 1 and not r["other_per_post"]),
     "archive": (f"flat: server CPU, Redis CPU and latency p50 max/min <= {FLAT_RATIO} over the sizes",
                 lambda r: flat(r["sizes"])[1]),
+    "storm": storm.VERDICT,
 }
 
 

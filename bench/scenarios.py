@@ -11,6 +11,7 @@
             message, the machine's least for `steady` (floor.py).
 - archive:  long polls and WebSocket resumes a few events behind the newest, with
             archives of 100, 1,000 and 10,000 events: CPU and latency per request (archive.py).
+- storm:    every WebSocket dropped at once by a restart and resumed at once (storm.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -36,6 +37,7 @@ from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
 from .servers import Gunicorn, Redis, machine_busy, wait_idle_machine
+from .storm import storm
 
 ROOM = "bench"               # the fan-out room
 LEAD_NS = 100_000_000        # a command's start time is this far ahead, so every process has it
@@ -516,4 +518,4 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost, "floor": floor, "archive": archive}
+             "postcost": postcost, "floor": floor, "archive": archive, "storm": storm}
