@@ -68,6 +68,8 @@ def parse_args(argv):
                    help="msg/s over all rooms, on the cluster and on one Redis")
     g.add_argument("--cluster-duration", type=float, default=20,
                    help="send window, s (long enough for CPU ticks of 10 ms to count per post)")
+    g.add_argument("--storm-clients", type=int, default=10000, help="storm: WebSocket clients, 5 a room (--workers workers)")
+    g.add_argument("--storm-procs", type=int, default=4, help="storm: client processes")
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
                    help="before each run, each fan-out step and each cluster window, wait up to "
                         f"S seconds for the machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
@@ -80,6 +82,7 @@ def parse_args(argv):
         args.steady_duration, args.idle_clients, args.idle_rooms, args.lp_waiters = 2, 400, 4, 400
         args.posts, args.archive_requests = 100, 50
         args.cluster_rate, args.cluster_duration = 100, 2
+        args.storm_clients = 200
     return args
 
 

@@ -136,17 +136,9 @@ class WsLoop(Loop):
             self.flush(conn)
         if not events & READ_EVENTS:
             return
-        try:
-            n = conn.sock.recv_into(self.scratch)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.fail(conn, f"read: {exc.strerror}")
-            return
-        if n == 0:
-            self.fail(conn, "closed by the server")
-            return
-        self.record(conn, self.view[:n], now_ns())
+        data = self.receive(conn)
+        if data is not None:
+            self.record(conn, data, now_ns())
 
     def record(self, conn, data, t):
         """Appends one read to the client's buffer; finds its own join while not ready."""

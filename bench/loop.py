@@ -104,6 +104,7 @@ class Loop:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.before_connect(sock, conn)
         conn.sock, conn.fd, conn.started_ns = sock, sock.fileno(), now_ns()
         self.conns[conn.fd] = conn
         code = sock.connect_ex(("127.0.0.1", self.port))
@@ -148,6 +149,9 @@ class Loop:
         conn.state = OPEN
         self.on_open(conn, head, rest)
 
+    def before_connect(self, sock, conn):
+        """A new socket, about to connect for conn (a subclass may bind it)."""
+
     def on_open(self, conn, head, rest):
         """The answer head arrived; rest is what followed it in the same read."""
         raise NotImplementedError
@@ -155,6 +159,22 @@ class Loop:
     def on_ready(self, conn, events):
         """An OPEN connection is readable (or writable, if it asked for EPOLLOUT)."""
         raise NotImplementedError
+
+    def receive(self, conn):
+        """One read of an OPEN connection: its bytes (a view of the scratch buffer,
+        valid until the next read), or None when there was nothing to read or the
+        connection ended (it has failed then)."""
+        try:
+            n = conn.sock.recv_into(self.scratch)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self.fail(conn, f"read: {exc.strerror}")
+            return None
+        if n == 0:
+            self.fail(conn, "closed by the server")
+            return None
+        return self.view[:n]
 
     def fail(self, conn, reason):
         """Ends a connection with a reason; it stays in `conns` for the figures."""

@@ -7,6 +7,7 @@ number the median of the runs; `summary` picks the headline figures.
 
 import statistics
 
+from . import storm
 from .archive import ARCHIVE_SIZES, FLAT_RATIO, flat
 # The two halves of the cluster scenario, as the summary names them.
 SIDES = (("single", "one Redis"), ("cluster", "cluster"))
@@ -108,6 +109,7 @@ HEADLINES = {
         _both("generator CPU (% of a core)", "step.gen_cpu_pct", "{:.0f}"),
         _both("other processes' CPU (% of a core)", "step.other_cpu_pct", "{:.0f}"),
     ],
+    "storm": storm.HEADLINES,
 }
 
 
@@ -133,6 +135,7 @@ VERDICTS = {
                               for k in ("lost", "duplicates", "out_of_order", "id_violations",
                                         "disconnects", "error_frames"))
                 and (r.get("busiest_master_per_single") or 1) < 1),
+    "storm": storm.VERDICT,
 }
 
 

@@ -14,6 +14,7 @@
 - cluster:  the fan-out clients in rooms spread evenly over the 3 masters of a
             Redis Cluster, at one fixed rate, and the same rooms, clients and
             rate on one Redis: each Redis node's CPU per post beside the one's.
+- storm:    every WebSocket dropped at once by a restart and resumed at once (storm.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -41,6 +42,7 @@ from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
 from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
+from .storm import storm
 
 ROOM = "bench"               # the fan-out room
 LEAD_NS = 100_000_000        # a command's start time is this far ahead, so every process has it
@@ -626,4 +628,4 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster}
+             "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster, "storm": storm}
