@@ -8,6 +8,7 @@ number the median of the runs; `summary` picks the headline figures.
 import statistics
 
 from .archive import ARCHIVE_SIZES, FLAT_RATIO, flat
+from .rooms import HEADLINES as ROOMS_HEADLINES
 
 # The headline figures of each scenario: (label, path into the result, format).
 HEADLINES = {
@@ -72,6 +73,7 @@ HEADLINES = {
           for kind, name in (("lp", "long poll"), ("ws", "resume")) for size in ARCHIVE_SIZES],
         ("max/min over the sizes", lambda r: flat(r["sizes"])[0], "{}"),
     ],
+    "rooms": ROOMS_HEADLINES,
 }
 
 

@@ -11,6 +11,7 @@
             message, the machine's least for `steady` (floor.py).
 - archive:  long polls and WebSocket resumes a few events behind the newest, with
             archives of 100, 1,000 and 10,000 events: CPU and latency per request (archive.py).
+- rooms:    2,000 rooms of 5, a post a second each, against this chat and Flask-SocketIO (rooms.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -35,6 +36,7 @@ from .client import WsLoop
 from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
+from .rooms import rooms
 from .servers import Gunicorn, Redis, machine_busy, wait_idle_machine
 
 ROOM = "bench"               # the fan-out room
@@ -517,4 +519,4 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost, "floor": floor, "archive": archive}
+             "postcost": postcost, "floor": floor, "archive": archive, "rooms": rooms}
