@@ -22,6 +22,7 @@ def _step(label, side, keys, fmt):
     """A cluster row: several figures of one half's window."""
     return (label, tuple(f"{side}.step.{key}" for key in keys), fmt)
 
+from .rooms import HEADLINES as ROOMS_HEADLINES
 
 # The headline figures of each scenario: (label, path into the result, format).
 HEADLINES = {
@@ -110,6 +111,7 @@ HEADLINES = {
         _both("other processes' CPU (% of a core)", "step.other_cpu_pct", "{:.0f}"),
     ],
     "storm": storm.HEADLINES,
+    "rooms": ROOMS_HEADLINES,
 }
 
 

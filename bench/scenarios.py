@@ -15,6 +15,7 @@
             Redis Cluster, at one fixed rate, and the same rooms, clients and
             rate on one Redis: each Redis node's CPU per post beside the one's.
 - storm:    every WebSocket dropped at once by a restart and resumed at once (storm.py).
+- rooms:    2,000 rooms of 5, a post a second each, against this chat and Flask-SocketIO (rooms.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -41,6 +42,7 @@ from .client import WsLoop
 from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
+from .rooms import rooms
 from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
 from .storm import storm
 
@@ -628,4 +630,5 @@ def log_step(r):
 
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
-             "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster, "storm": storm}
+             "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster,
+             "storm": storm, "rooms": rooms}
