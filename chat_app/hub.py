@@ -286,7 +286,8 @@ class Hub:
     def _dropped(self, link, channels):
         """A shard unsubscribed channels it no longer owns (their slot moved):
         those still wanted are subscribed again where they live now."""
-        wanted = [c.decode() for c in channels if self._route.get(c.decode()) is link]
+        wanted = [c.decode() for c in channels
+                  if link.moved_away(c) and self._route.get(c.decode()) is link]
         for channel in wanted:
             sub = self._by_channel.get(channel.encode())
             if sub is not None:

@@ -117,6 +117,7 @@ class Link:
         self._lock = lock
         self._conn = None
         self._unconfirmed = Confirmations()  # SUBSCRIBEs sent on _conn, not yet confirmed
+        self._leaving = Counter()   # our SUNSUBSCRIBEs on _conn whose answer has not come back
         self._greenlet = gevent.spawn(self._read_forever)
 
     def add(self, channel):
@@ -128,7 +129,16 @@ class Link:
     def remove(self, channel):
         """No longer wants channel here, and unsubscribes."""
         self.channels.discard(channel)
-        self.send(self._prefix + "UNSUBSCRIBE", channel)
+        if self.send(self._prefix + "UNSUBSCRIBE", channel):
+            self._leaving[channel.encode()] += 1
+
+    def moved_away(self, channel):
+        """Whether a shard's sunsubscribe of channel was its own (the slot
+        moved), not the answer to a SUNSUBSCRIBE of ours."""
+        if self._leaving[channel] > 0:
+            self._leaving[channel] -= 1
+            return False
+        return True
 
     def drop(self, channel):
         """Forgets channel, with no command: its node is gone or no longer owns it."""
@@ -222,6 +232,7 @@ class Link:
                 if commands:
                     conn.send_packed_command(conn.pack_commands(commands))
                 self._unconfirmed = Confirmations(channel.encode() for channel in channels)
+                self._leaving = Counter()
                 self.heard_at = time.monotonic()
                 self._conn = conn
         except BaseException:
