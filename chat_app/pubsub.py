@@ -129,8 +129,8 @@ class Link:
     def remove(self, channel):
         """No longer wants channel here, and unsubscribes."""
         self.channels.discard(channel)
-        if self.send(self._prefix + "UNSUBSCRIBE", channel):
-            self._leaving[channel.encode()] += 1
+        if self.send(self._prefix + "UNSUBSCRIBE", channel) and self._prefix:
+            self._leaving[channel.encode()] += 1  # a shard's answer: told apart from a move
 
     def moved_away(self, channel):
         """Whether a shard's sunsubscribe of channel was its own (the slot

@@ -2,7 +2,9 @@
 
 import pytest
 
-from chat_app.pubsub import Confirmations, read_batches, sort_replies
+from gevent.lock import Semaphore
+
+from chat_app.pubsub import Confirmations, Link, read_batches, sort_replies
 
 
 class BufferedConnection:
@@ -63,3 +65,32 @@ def test_a_new_connection_waits_for_each_of_its_subscribes():
     confirmations = Confirmations([b"chat:hub", b"chat:a:events"])
     assert confirmations.confirmed(b"chat:a:events") is True
     assert confirmations.confirmed(b"chat:hub") is True
+
+
+class Shards:
+    """Nodes of a cluster, as a Link sees them (no connection is made here)."""
+
+    sharded = True
+
+    def client(self, node):
+        return None
+
+
+class Sent:
+    def __init__(self):
+        self.commands = []
+
+    def send_command(self, *args):
+        self.commands.append(args)
+
+
+def test_a_shards_answer_to_our_own_sunsubscribe_is_not_taken_for_a_slot_move():
+    link = Link("127.0.0.1:7000", Shards(), hub=None, lock=Semaphore())
+    link._greenlet.kill()  # no reader: the connection is the recorder below
+    link._conn = Sent()
+    link.add("chat:{a}:events")
+    link.remove("chat:{a}:events")
+    assert link._conn.commands == [("SSUBSCRIBE", "chat:{a}:events"),
+                                   ("SUNSUBSCRIBE", "chat:{a}:events")]
+    assert link.moved_away(b"chat:{a}:events") is False  # the answer to ours
+    assert link.moved_away(b"chat:{a}:events") is True   # one Redis sent unasked
