@@ -222,3 +222,30 @@ def test_a_leave_removes_its_presence_member_and_posts_its_event(fake_redis, roo
     assert (leave["type"], leave["user"]) == ("leave", "bob")
     rooms.leave("lobby", "cy")  # no member: only the event
     assert json.loads(rooms.history("lobby")[-1][1])["user"] == "cy"
+
+
+class InfoReply:
+    """A pub/sub connection just made, answering INFO cluster."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def send_command(self, *args):
+        assert args == ("INFO", "cluster")
+
+    def read_response(self):
+        return self.info
+
+
+@pytest.mark.parametrize("info, restarts", [(b"# Cluster\r\ncluster_enabled:1\r\n", True),
+                                            (b"# Cluster\r\ncluster_enabled:0\r\n", False)])
+def test_a_redis_found_to_be_a_cluster_only_later_restarts_the_worker(monkeypatch, info, restarts):
+    import signal
+    from chat_app import store
+    killed = []
+    monkeypatch.setattr(store.os, "kill", lambda pid, sig: killed.append(sig))
+    nodes = store.Nodes(None, verified=False)
+    nodes.verify(InfoReply(info))
+    assert killed == ([signal.SIGTERM] if restarts else [])
+    assert nodes.verified
+    nodes.verify(None)  # asked once
