@@ -27,6 +27,7 @@ ID_CLOCK_SLACK = 86400.0      # seconds an event id may run ahead of this host's
 HEALTH_WAIT = 1.0             # seconds /healthz waits for a hub's first connection to Redis
 RECONNECT_WAIT = 1.0          # seconds a listener waits for a reconnect attempt while Redis is away
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
+PING_SLICES = 50              # ticks a keepalive round is spread over, so a worker's pongs never return all at once
 YIELD_EVERY = 200             # listeners pinged, or presence members written, between two yields to the event loop
 READ_BYTES = 4096             # bytes read from a WebSocket or event stream per receive call
 STALL_GRACE = 2.0             # seconds the oldest of more than CHAT_SEND_QUEUE waiting events may wait before 1013

@@ -33,6 +33,7 @@ from gevent.lock import Semaphore
 
 from .config import (
     ID_CLOCK_SLACK,
+    PING_SLICES,
     PUBSUB_PING_INTERVAL,
     RECONNECT_WAIT,
     SUBSCRIBE_TIMEOUT,
@@ -40,6 +41,7 @@ from .config import (
 )
 from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
+from .keepalive import PingSchedule
 from .metrics import FRAMES_DELIVERED, HUB_ERRORS
 from .pubsub import Link, sort_replies
 from .store import STORE_ERRORS
@@ -89,6 +91,7 @@ class Hub:
         self._by_channel = {}    # channel (bytes) -> Subscription
         self._links = {}         # node -> Link
         self._route = {}         # channel -> the Link it is wanted on
+        self._pings = PingSchedule(PING_SLICES)  # when each attached listener is pinged
         self._lock = Semaphore()  # orders (un)subscribe commands like the changes above
         self._greenlets = []
         self._stopping = False
@@ -97,9 +100,10 @@ class Hub:
         if not self._greenlets:
             # Listeners are pinged a tenth early, so no stream's keepalives are
             # ever more than CHAT_PING_INTERVAL apart (and a silent WebSocket is
-            # still closed within two intervals).
+            # still closed within two intervals); a round is spread over
+            # PING_SLICES ticks (keepalive.py).
             self._greenlets = [gevent.spawn(self._supervised, self._ping_listeners,
-                                            self._ping_interval * 0.9),
+                                            self._ping_interval * 0.9 / PING_SLICES),
                                gevent.spawn(self._supervised, self._watch_links,
                                             PUBSUB_PING_INTERVAL)]
             with self._lock:
@@ -146,12 +150,14 @@ class Hub:
             del sub.joining[listener]
             self._release(sub)
             raise
+        self._pings.add(listener)
         replay = catch_up.archived(archived)
         if replay is not None:
             FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(replay))
         self._promote(sub, listener, catch_up)
 
     def detach(self, listener):
+        self._pings.discard(listener)
         sub = self._subs[listener.room]
         sub.current.get(listener.transport, set()).discard(listener)
         sub.joining.pop(listener, None)
@@ -378,10 +384,11 @@ class Hub:
                 log.exception("%s failed", tick.__name__)
 
     def _ping_listeners(self):
-        """Pings every listener (a WebSocket silent for a whole interval is
-        closed), yielding to the event loop every YIELD_EVERY listeners, so a
-        worker's tens of thousands of pings never hold up a fan-out for long."""
-        for count, listener in enumerate(list(self.listeners()), 1):
+        """One tick of the keepalive round: pings the listeners whose slot is
+        due (a WebSocket silent since its last ping is closed), yielding to the
+        event loop every YIELD_EVERY listeners, so even a worker's largest
+        slot never holds up a fan-out for long."""
+        for count, listener in enumerate(self._pings.due(), 1):
             listener.ping()
             if count % YIELD_EVERY == 0:
                 gevent.sleep(0)

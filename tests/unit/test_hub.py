@@ -10,7 +10,8 @@ import socket
 import gevent
 import pytest
 
-from chat_app.config import Settings
+from chat_app import hub as hub_module
+from chat_app.config import PING_SLICES, Settings
 from chat_app.control import Control
 from chat_app.exceptions import ShuttingDown, StoreUnavailable
 from chat_app.hub import Hub, Subscription
@@ -271,7 +272,9 @@ def test_listeners_are_pinged_every_interval(rooms, fake_redis):
     hub.stop()
 
 
-def test_a_ping_round_lets_other_greenlets_run_between_its_slices(rooms, fake_redis, settings):
+def test_a_ping_tick_lets_other_greenlets_run_between_its_slices(
+        rooms, fake_redis, settings, monkeypatch):
+    monkeypatch.setattr(hub_module, "PING_SLICES", 1)  # every listener in the one tick
     hub = Hub(rooms, Nodes(fake_redis), settings, Control(fake_redis, settings))
     pinged = []
 
@@ -285,7 +288,30 @@ def test_a_ping_round_lets_other_greenlets_run_between_its_slices(rooms, fake_re
     gevent.spawn(lambda: seen_by_another.append(len(pinged)))
     hub._ping_listeners()
     assert len(pinged) == 1000
-    assert seen_by_another and seen_by_another[0] < 1000  # it ran mid-round, not after
+    assert seen_by_another and seen_by_another[0] < 1000  # it ran mid-tick, not after
+    hub.stop()
+
+
+def test_a_ping_round_is_spread_over_its_ticks_and_skips_detached_listeners(
+        rooms, fake_redis, settings):
+    hub = Hub(rooms, Nodes(fake_redis), settings, Control(fake_redis, settings))
+    pinged = []
+
+    class Counted(FakeListener):
+        def ping(self):
+            pinged.append(self)
+
+    listeners = [Counted() for _ in range(PING_SLICES * 4)]
+    for listener in listeners:
+        hub.attach(listener, 0)
+    hub.detach(listeners[0])
+    per_tick = []
+    for _ in range(PING_SLICES):
+        before = len(pinged)
+        hub._ping_listeners()
+        per_tick.append(len(pinged) - before)
+    assert sorted(pinged, key=id) == sorted(listeners[1:], key=id)  # each once, all but one
+    assert max(per_tick) == 4
     hub.stop()
 
 
