@@ -275,7 +275,8 @@ def pool_check(cfg, servers, sizes):
     from .scenarios import ClientPool, connect_clients, run_step, settle, wait_quiet
     with ClientPool(RoomLoop, cfg.procs, servers.port) as pool:
         connect = connect_clients(pool, servers.port, sizes["clients"], sizes["rooms"],
-                                  cfg.connect_rate, rooms=sizes["rooms"], prefix="p")
+                                  cfg.connect_rate, rooms=[f"pool{k}" for k in range(sizes["rooms"])],
+                                  prefix="p")
         wait_quiet(pool)
         settle(pool)
         if cfg.wait_idle:
