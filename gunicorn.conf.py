@@ -8,19 +8,17 @@ elsewhere and resume.
 
 import logging.config
 import os
-import resource
 import shutil
 import signal
 import tempfile
 
 from gunicorn import glogging
 
-from chat_app import logs
+from chat_app import limits, logs
 from chat_app.config import Settings
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
-worker_connections = 20000   # concurrent connections per worker (WebSockets, long polls)
 graceful_timeout = 10        # seconds a stopping worker waits for its requests
 keepalive = 2                # seconds an idle HTTP keep-alive connection stays open (and delays a stop)
 timeout = 30                 # seconds a silent worker lives before it is replaced
@@ -58,9 +56,13 @@ _metrics_dir_is_ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if _metrics_dir_is_ours:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chat-metrics-")
 
-# Every connection is a file descriptor: allow as many as the hard limit.
-_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+# Every connection is a file descriptor: the open-file limit is raised (to the
+# hard limit, or CHAT_OPEN_FILES), a worker holds no more connections than it
+# allows, and the listen queue is as deep as the kernel lets it be (a restart's
+# reconnect storm waits there instead of being refused).
+_limits = limits.apply(Settings.from_env())
+worker_connections = _limits.worker_connections  # concurrent connections per worker (WebSockets, long polls)
+backlog = _limits.backlog                        # connections waiting to be accepted
 
 
 def on_starting(server):
@@ -71,6 +73,10 @@ def on_starting(server):
                          "end TLS at a proxy or load balancer in front of it")
     if _reason:
         server.log.warning(_reason)
+    for warning in _limits.warnings:
+        server.log.warning(warning)
+    server.log.info("open files %d, worker_connections %d, backlog %d",
+                    _limits.open_files, _limits.worker_connections, _limits.backlog)
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(metrics_dir, exist_ok=True)
     for name in os.listdir(metrics_dir):

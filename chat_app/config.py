@@ -43,6 +43,8 @@ PRESENCE_FLUSH_INTERVAL = 1.0 # seconds between two batched presence updates of 
 PRESENCE_CLUSTER_CALLS = 16   # presence script calls in flight at once on a cluster (no pipelined scripts there)
 AUTH_KEY_MIN_BYTES = 32       # shortest CHAT_AUTH_KEY: an HS256 secret as long as the hash (RFC 7518, 3.2)
 API_KEY_MIN_CHARS = 16        # shortest CHAT_API_KEY: too long to guess
+FILES_RESERVED = 256          # open files a worker keeps beyond its connections (Redis, pub/sub, logs, metrics)
+DEFAULT_BACKLOG = 4096        # listen queue when the kernel's net.core.somaxconn cannot be read
 
 # Headers of every answer: the pages run only their own scripts and styles,
 # and may talk only to this server.
@@ -104,6 +106,9 @@ class Settings:
     auth_key: str | None = field(default=None, repr=False)  # token mode: the HS256 secret
     auth_public_key: str | None = None   # token mode: a PEM public key (RS256 or ES256)
     api_key: str | None = field(default=None, repr=False)   # the server API's bearer key; None: no API
+    worker_connections: int = 50000      # connections a worker holds at once (also capped by open_files)
+    open_files: int | None = None        # open-file limit a process raises itself to; None: the hard limit
+    backlog: int | None = None           # connections waiting to be accepted; None: net.core.somaxconn
 
     @classmethod
     def from_env(cls, environ=None):
@@ -134,6 +139,9 @@ class Settings:
             presence_ttl=_float(env, "CHAT_PRESENCE_TTL", 60.0, minimum=1.0),
             fanout_interval=_float(env, "CHAT_FANOUT_INTERVAL", 0.005),
             log_format=log_format,
+            worker_connections=_int(env, "CHAT_WORKER_CONNECTIONS", 50000, minimum=1),
+            open_files=_int(env, "CHAT_OPEN_FILES", None, minimum=FILES_RESERVED + 1),
+            backlog=_int(env, "CHAT_BACKLOG", None, minimum=1),
         )
         return cls(secret_key=env.get("SECRET_KEY") or None, **kwargs, **_keys(env))
 

@@ -15,7 +15,7 @@ DEFAULTS = {
     "longpoll_timeout": 25.0, "rate_burst": 20, "rate_per_sec": 5.0, "send_queue": 256,
     "ping_interval": 25.0, "allowed_origins": (), "presence_ttl": 60.0, "fanout_interval": 0.005,
     "secret_key": None, "log_format": "text", "auth_key": None, "auth_public_key": None,
-    "api_key": None,
+    "api_key": None, "worker_connections": 50000, "open_files": None, "backlog": None,
 }
 
 # variable, value in the environment, field, what the field holds
@@ -45,6 +45,12 @@ PARSED = [
     ("CHAT_AUTH_PUBLIC_KEY", EC_PUBLIC, "auth_public_key", EC_PUBLIC),
     ("CHAT_AUTH_PUBLIC_KEY", rsa_pems()[1], "auth_public_key", rsa_pems()[1]),
     ("CHAT_API_KEY", "a" * 16, "api_key", "a" * 16),
+    ("CHAT_WORKER_CONNECTIONS", "1", "worker_connections", 1),
+    ("CHAT_WORKER_CONNECTIONS", "100000", "worker_connections", 100000),
+    ("CHAT_OPEN_FILES", "257", "open_files", 257),
+    ("CHAT_OPEN_FILES", "65536", "open_files", 65536),
+    ("CHAT_BACKLOG", "1", "backlog", 1),
+    ("CHAT_BACKLOG", "16384", "backlog", 16384),
 ]
 
 EMPTY_IS_THE_DEFAULT = [
@@ -52,6 +58,7 @@ EMPTY_IS_THE_DEFAULT = [
     "CHAT_RATE_BURST", "CHAT_RATE_PER_SEC", "CHAT_SEND_QUEUE", "CHAT_PING_INTERVAL",
     "CHAT_ALLOWED_ORIGINS", "CHAT_PRESENCE_TTL", "CHAT_FANOUT_INTERVAL", "SECRET_KEY",
     "CHAT_REDIS_PREFIX", "CHAT_LOG_FORMAT", "CHAT_AUTH_KEY", "CHAT_AUTH_PUBLIC_KEY", "CHAT_API_KEY",
+    "CHAT_WORKER_CONNECTIONS", "CHAT_OPEN_FILES", "CHAT_BACKLOG",
 ]
 
 # variable, a value it refuses: malformed, or under its minimum
@@ -73,6 +80,9 @@ REFUSED = [
     ("CHAT_AUTH_PUBLIC_KEY", ec_pems(ec.SECP384R1)[1]),
     ("CHAT_AUTH_PUBLIC_KEY", rsa_pems()[0]),
     ("CHAT_API_KEY", "a" * 15),
+    ("CHAT_WORKER_CONNECTIONS", "0"), ("CHAT_WORKER_CONNECTIONS", "20k"),
+    ("CHAT_OPEN_FILES", "256"), ("CHAT_OPEN_FILES", "unlimited"),  # 256: the worker's own files
+    ("CHAT_BACKLOG", "0"), ("CHAT_BACKLOG", "-1"),
 ]
 
 
