@@ -12,6 +12,7 @@ display needed).
 import statistics
 
 from .report import get
+from .scenarios import ANSWER_BOUND_NS
 
 
 def write(name, runs, logdir, args):
@@ -47,7 +48,48 @@ def fanout(runs, path, args):
     _save(fig, path)
 
 
-PLOTS = {"fanout": fanout}
+def steady(runs, path, args):
+    """Latency percentiles and server CPU per 1,000 deliveries, per run."""
+    fig, (latency, cpu) = _figure(2, f"Steady: {runs[0]['step']['rate']:,.0f} msg/s into a room of "
+                                     f"{runs[0]['connect']['clients']:,} clients ({args.workers} workers)")
+    _per_run(latency, runs, {q: f"step.latency_{q}_ms" for q in ("p50", "p90", "p99")})
+    latency.set(title="latency, send to receive", ylabel="ms")
+    _per_run(cpu, runs, {"server": "step.srv_cpu_ms_per_1k"})
+    cpu.set(title="server CPU per 1,000 deliveries", ylabel="ms of CPU")
+    _save(fig, path)
+
+
+def idle(runs, path, args):
+    """Server RSS per idle WebSocket client, per run."""
+    fig, (ax,) = _figure(1, f"Idle: server RSS per client ({runs[0]['clients']:,} WebSocket "
+                            f"clients in {args.idle_rooms:,} rooms, one worker)")
+    _per_run(ax, runs, {"RSS": "srv_rss_kb_per_client"})
+    ax.set(ylabel="KB per client (RSS after connecting - before)")
+    _save(fig, path)
+
+
+def longpoll(runs, path, args):
+    """When the waiters had their answer after the post, per run, beside the bound."""
+    fig, (ax,) = _figure(1, f"Long poll: {runs[0]['waiters']:,} waiters on one worker, "
+                            "then one post: time to answer them")
+    _per_run(ax, runs, {"p50": "answer_p50_ms", "p99": "answer_p99_ms", "last": "all_answered_ms"})
+    ax.axhline(ANSWER_BOUND_NS / 1e6, color="gray", linestyle="--", linewidth=1,
+               label=f"bound ({ANSWER_BOUND_NS / 1e9:.0f} s)")
+    ax.set(yscale="log", ylabel="ms after the post")
+    ax.legend()
+    _save(fig, path)
+
+
+def floor(runs, path, args):
+    """A bare loop's CPU per 1,000 loopback writes, per run."""
+    fig, (ax,) = _figure(1, f"Floor: a bare loop's CPU per 1,000 loopback writes "
+                            f"({runs[0]['clients']:,} sockets, {runs[0]['rate']:,.0f} writes/s each)")
+    _per_run(ax, runs, {"CPU": "cpu_ms_per_1k"})
+    ax.set(ylabel="ms of CPU per 1,000 writes")
+    _save(fig, path)
+
+
+PLOTS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll, "floor": floor}
 
 
 # --- drawing -------------------------------------------------------------------------
@@ -70,6 +112,34 @@ def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _bars(ax, groups, series):
+    """Grouped bars: a group per x label, a bar per series ({label: [value per group]})
+    with its value above it; a missing value (None) has no bar."""
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        kept = [(g + (i - (len(series) - 1) / 2) * width, v)
+                for g, v in enumerate(values) if v is not None]
+        bars = ax.bar([x for x, _ in kept], [v for _, v in kept], width, label=label)
+        ax.bar_label(bars, [f"{v:.3g}" for _, v in kept], fontsize=7)
+    ax.set_xticks(range(len(groups)), groups)
+    half, middle = max(len(groups), 3) / 2, (len(groups) - 1) / 2   # as wide as 3 groups, at least
+    ax.set_xlim(middle - half, middle + half)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+
+
+def _per_run(ax, runs, paths):
+    """_bars with a group per run, and one for their median when there are several;
+    a series per figure ({label: path into a run})."""
+    groups = [f"run {i}" for i in range(1, len(runs) + 1)]
+    series = {label: [get(run, path) for run in runs] for label, path in paths.items()}
+    if len(runs) > 1:
+        groups.append("median")
+        for label, path in paths.items():
+            series[label].append(_median(runs, path))
+    _bars(ax, groups, series)
 
 
 def _median(runs, path):

@@ -33,6 +33,15 @@ RESULTS = {
         "best": step(225, 3.3, 6.0), "stop_reason": "step 5 at 338 msg/s: nothing sent",
         "srv_rss_kb_per_client": 40.4,
     },
+    "steady": {"connect": {"clients": 100, "ready": 100}, "step": step(100, 2.1, 3.8),
+               "srv_rss_kb_per_client": 30.0},
+    "idle": {"clients": 400, "ready": 400, "failed": 0, "handshake_p50_ms": 19.7,
+             "handshake_p99_ms": 66.7, "srv_rss_before_mb": 100.6, "srv_rss_after_mb": 114.2,
+             "srv_rss_kb_per_client": 35.0, "not_ready": 0},
+    "longpoll": {"waiters": 400, "answered": 400, "statuses": {"200": 400}, "wrong_body": 0,
+                 "unanswered": 0, "post_ms": 3.2, "all_answered_ms": 14.8, "answer_p50_ms": 7.2,
+                 "answer_p99_ms": 13.9, "late": 0, "srv_rss_kb_per_waiter": 25.7},
+    "floor": {"clients": 100, "rate": 100, "writes": 20000, "cpu_ms_per_1k": 7.2},
 }
 
 
