@@ -11,8 +11,11 @@ display needed).
 
 import statistics
 
+from .archive import ARCHIVE_SIZES, FEW, FLAT_FIGURES, FLAT_RATIO, flat
 from .report import get
+from .rooms import LABELS, P99_BOUND_MS
 from .scenarios import ANSWER_BOUND_NS
+from .storm import ROOM_SIZE, TARGET_JOINS
 
 
 def write(name, runs, logdir, args):
@@ -24,6 +27,8 @@ def write(name, runs, logdir, args):
     path = logdir / f"{name}.png"
     PLOTS[name](runs, path, args)
     return path
+
+ARCHIVE_KINDS = (("lp", "long poll"), ("ws", "WebSocket resume"))  # archive's requests
 
 
 # --- the scenarios -------------------------------------------------------------------
@@ -89,7 +94,119 @@ def floor(runs, path, args):
     _save(fig, path)
 
 
-PLOTS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll, "floor": floor}
+def postcost(runs, path, args):
+    """Redis commands per post (medians): the EVALSHA, what its script runs, anything else."""
+    fig, (ax,) = _figure(1, f"Post cost: Redis commands per post ({runs[0]['posts']:,} posts "
+                            f"over WebSocket and HTTP){_of(runs)}")
+    for label, color, counts in (
+            ("the post", "tab:blue", {"evalsha": _median(runs, "evalsha_per_post")}),
+            ("run by its script", "tab:gray", _median_counts(runs, "in_script_per_post")),
+            ("anything else", "tab:red", _median_counts(runs, "other_per_post"))):
+        if counts:
+            bars = ax.bar([c.upper() for c in counts], list(counts.values()), color=color, label=label)
+            ax.bar_label(bars, [f"{v:.3g}" for v in counts.values()], fontsize=7)
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.set(ylabel="calls per post")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def archive(runs, path, args):
+    """Server CPU, Redis CPU and latency p50 per request against the archive's size, for
+    long polls and resumes (medians): flat lines, reading near the newest costs the same."""
+    sizes = {str(size): {kind: {figure: _median(runs, f"sizes.{size}.{kind}.{figure}")
+                                for figure in FLAT_FIGURES} for kind, _ in ARCHIVE_KINDS}
+             for size in ARCHIVE_SIZES}
+    ratios, is_flat = flat(sizes)
+    fig, axes = _figure(3, f"Archive: a request {FEW} events behind the newest, against the "
+                           f"archive's size ({runs[0]['requests']:,} of each kind a size){_of(runs)}: "
+                           f"{'flat' if is_flat else 'NOT flat'} (max/min <= {FLAT_RATIO} each)")
+    for ax, figure, title in zip(axes, FLAT_FIGURES, ("server CPU per request (ms)",
+                                                       "Redis CPU per request (ms)", "latency p50 (ms)")):
+        for kind, label in ARCHIVE_KINDS:
+            ax.plot(ARCHIVE_SIZES, [sizes[str(size)][kind][figure] for size in ARCHIVE_SIZES], "o-",
+                    label=f"{label}, max/min {ratios[f'{kind} {figure}']:.2f}")
+        ax.set(xscale="log", title=title, xlabel="events in the archive")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def storm(runs, path, args):
+    """Clients resumed against the time since the restart (the first, p50, p99 and last
+    resume of each run), beside the target rate; server and Redis CPU per join (medians)."""
+    r = runs[0]
+    fig, (resumed, cpu) = _figure(2, f"Storm: {r['clients']:,} WebSocket clients in rooms of "
+                                     f"{ROOM_SIZE} dropped at once by a restart ({r['workers']} workers)")
+    for i, run in enumerate(runs):
+        joins = run["joins"]
+        points = [(t, n) for t, n in ((run["resumed_first_s"], 1), (run["resumed_p50_s"], joins / 2),
+                                      (run["resumed_p99_s"], 0.99 * joins), (run["all_resumed_s"], joins))
+                  if t is not None]
+        if points:
+            resumed.plot(*zip(*points), "o-", color="tab:blue", alpha=0.8,
+                         label=None if i else "resumed (first, p50, p99, last)")
+    rate = TARGET_JOINS * r["workers"]
+    resumed.plot([0, r["clients"] / rate], [0, r["clients"]], "--", color="gray",
+                 label=f"target: {TARGET_JOINS:,} joins/s per worker")
+    resumed.set(xlabel="s after the SIGHUP", ylabel="clients resumed (their own join seen)",
+                title=f"{_median(runs, 'joins_per_s_per_worker'):,.0f} joins/s per worker{_of(runs)}")
+    resumed.set_xlim(left=0)
+    resumed.grid(True, alpha=0.3)
+    resumed.legend(fontsize=8)
+    parts = {"new workers": "new_cpu_ms_per_join", "old workers": "old_cpu_ms_per_join",
+             "master": "master_cpu_ms_per_join", "Redis": "redis_cpu_ms_per_join"}
+    _bars(cpu, list(parts), {"ms": [_median(runs, key) for key in parts.values()]})
+    cpu.set(title=f"CPU per join (ms){_of(runs)}", ylabel="ms of CPU per join")
+    _save(fig, path)
+
+
+def rooms(runs, path, args):
+    """Latency and CPU of this chat and of Flask-SocketIO (medians, log scale), and of
+    the chat under the project's own clients (the check)."""
+    r = runs[0]
+    servers = {"chat": "chat", "socketio": LABELS["socketio"], "pool": "chat, the check"}
+    fig, (latency, cpu) = _figure(2, f"Rooms: {r['clients']:,} WebSocket clients in {r['rooms']:,} "
+                                     f"rooms, a post a second each{_of(runs)}")
+    _bars(latency, list(servers.values()),
+          {q: [_median(runs, f"{name}.latency_{q}_ms") for name in servers] for q in ("p50", "p99")})
+    latency.axhline(P99_BOUND_MS, color="gray", linestyle="--", linewidth=1,
+                    label=f"p99 bound ({P99_BOUND_MS:.0f} ms)")
+    latency.set(yscale="log", title="latency, send to receive (ms)", ylabel="ms")
+    latency.legend(fontsize=8)
+    _bars(cpu, list(servers.values()), {
+        "server, per 1,000 deliveries": [_median(runs, f"{name}.srv_cpu_ms_per_1k") for name in servers],
+        "Redis, per 1,000 posts": [_median(runs, f"{name}.redis_cpu_ms_per_1k_posts")
+                                   for name in servers]})
+    cpu.set(yscale="log", title="CPU (ms)", ylabel="ms of CPU")
+    _save(fig, path)
+
+
+def cluster(runs, path, args):
+    """One Redis against a 3-master cluster (medians): latency, server CPU per 1,000
+    deliveries, each Redis node's CPU per 1,000 posts."""
+    r = runs[0]
+    fig, (latency, server, redis) = _figure(3, f"Cluster: {r['clients']:,} clients in {r['rooms']} rooms, "
+                                               f"{r['rate']:,.0f} msg/s, on one Redis and on a cluster "
+                                               f"of 3 masters{_of(runs)}")
+    sides = {"single": "one Redis", "cluster": "cluster"}
+    _bars(latency, list(sides.values()),
+          {q: [_median(runs, f"{side}.step.latency_{q}_ms") for side in sides] for q in ("p50", "p99")})
+    latency.set(title="latency, send to receive (ms)", ylabel="ms")
+    _bars(server, list(sides.values()),
+          {"server": [_median(runs, f"{side}.step.srv_cpu_ms_per_1k") for side in sides]})
+    server.set(title="server CPU per 1,000 deliveries (ms)", ylabel="ms of CPU")
+    nodes = {"one Redis": "single.step.redis_node_ms_per_1k_posts.redis",
+             **{f"master {i}": f"cluster.step.redis_node_ms_per_1k_posts.master {i}" for i in (1, 2, 3)},
+             "replicas\n(their sum)": "replicas_ms_per_1k_posts"}
+    _bars(redis, list(nodes), {"Redis": [_median(runs, key) for key in nodes.values()]})
+    redis.set(title="Redis CPU per 1,000 posts (ms)", ylabel="ms of CPU")
+    _save(fig, path)
+
+
+PLOTS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll, "floor": floor,
+         "postcost": postcost, "archive": archive, "storm": storm, "rooms": rooms, "cluster": cluster}
 
 
 # --- drawing -------------------------------------------------------------------------
@@ -147,3 +264,14 @@ def _median(runs, path):
     values = [v for v in (get(run, path) for run in runs)
               if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return statistics.median(values) if values else None
+
+
+def _median_counts(runs, key):
+    """{name: median over the runs} of the counts at run[key], a name missing in a run as 0."""
+    names = sorted({name for run in runs for name in run[key]})
+    return {name: statistics.median(run[key].get(name, 0) for run in runs) for name in names}
+
+
+def _of(runs):
+    """What a title says of the runs: nothing for one, the medians' count for several."""
+    return f" (medians of {len(runs)} runs)" if len(runs) > 1 else ""

@@ -42,6 +42,39 @@ RESULTS = {
                  "unanswered": 0, "post_ms": 3.2, "all_answered_ms": 14.8, "answer_p50_ms": 7.2,
                  "answer_p99_ms": 13.9, "late": 0, "srv_rss_kb_per_waiter": 25.7},
     "floor": {"clients": 100, "rate": 100, "writes": 20000, "cpu_ms_per_1k": 7.2},
+    "postcost": {"posts": 120, "ws_posts": 100, "http_posts": 20, "evalsha_per_post": 1.0,
+                 "in_script_per_post": {"get": 1.0, "publish": 1.0, "rpush": 1.0, "time": 1.0},
+                 "other_per_post": {"exists": 0.05}, "other_calls": {"exists": 6},
+                 "connections_opened": 0, "set_up_calls": {}, "link_keepalive_calls": {"ping": 6}},
+    "archive": {"requests": 50, "sizes": {
+        size: {kind: {"requests": 50, "srv_cpu_ms": cpu, "redis_cpu_ms": cpu / 10,
+                      "latency_p50_ms": cpu * 0.7, "latency_max_ms": cpu * 2, "events_mean": events}
+               for kind, cpu, events in (("lp", 0.6, 5), ("ws", 2.2, 6))}
+        for size in ("100", "1000", "10000")}},
+    "storm": {"clients": 200, "rooms": 40, "workers": 2, "joins": 200, "not_resumed": 0,
+              "dropped_first_s": 0.015, "dropped_last_s": 0.032, "resumed_first_s": 0.49,
+              "resumed_p50_s": 0.60, "resumed_p99_s": 0.67, "all_resumed_s": 0.67,
+              "joins_per_s_per_worker": 150.0, "srv_cpu_ms_per_join": 6.35,
+              "new_cpu_ms_per_join": 3.65, "old_cpu_ms_per_join": 2.55,
+              "master_cpu_ms_per_join": 0.15, "redis_cpu_ms_per_join": 0.27,
+              "gaps": 0, "repeats": 0, "missed": 0, "per_new_worker": [111, 89]},
+    "rooms": {"order": ["chat", "socketio"], "clients": 200, "rooms": 40, "duration_s": 2.0,
+              **{name: {"clients": 200, "ready": 200, "sent": 80, "delivered": 400, "lost": 0,
+                        "latency_p50_ms": p50, "latency_p99_ms": p50 * 4, "srv_cpu_ms_per_1k": cpu,
+                        "redis_cpu_ms_per_1k_posts": cpu / 3, "other_cpu_pct": 3.0, "retried": 0}
+                 for name, p50, cpu in (("chat", 1.5, 20.0), ("socketio", 9.0, 400.0),
+                                        ("pool", 1.6, 21.0))},
+              "cpu_ratio": 0.05},
+    "cluster": {"rate": 100, "rooms": 6, "room_names": ["c0", "c1", "c2", "c3", "c4", "c5"],
+                "clients": 100, "senders": 10, "workers": 2, "order": ["single", "cluster"],
+                "single": {"step": step(100, 1.6, 4.5, redis_node_ms_per_1k_posts={"redis": 250.0}),
+                           "redis_idle_cpu_pct": {"redis": 0.2}},
+                "cluster": {"step": step(100, 1.6, 4.2, redis_node_ms_per_1k_posts={
+                    "master 1": 100.0, "master 2": 150.0, "master 3": 100.0,
+                    "replica 1": 100.0, "replica 2": 50.0, "replica 3": 100.0}),
+                    "redis_idle_cpu_pct": {"master 1": 0.4}},
+                "masters_ms_per_1k_posts": 350.0, "replicas_ms_per_1k_posts": 250.0,
+                "busiest_master_per_single": 0.6},
 }
 
 
@@ -69,8 +102,24 @@ def test_each_scenario_is_drawn_as_a_png_named_after_it(name, repeat, tmp_path, 
 
 def test_a_scenario_without_a_plot_or_with_only_skipped_runs_has_none(tmp_path, args):
     assert plots.write("nothing-to-draw", [{"figure": 1.0}], tmp_path, args) is None
-    assert plots.write("fanout", [{"skipped": "wsbench not found"}], tmp_path, args) is None
+    assert plots.write("rooms", [{"skipped": "wsbench not found"}], tmp_path, args) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_skipped_run_is_left_out_of_the_others_plot(tmp_path, args):
+    runs = [{"skipped": "wsbench not found"}, RESULTS["rooms"]]
+    assert_png(plots.write("rooms", runs, tmp_path, args))
+
+
+def test_runs_that_differ_are_drawn_with_their_medians(tmp_path, args):
+    """Figures missing from a run (a None, a command only one run saw) are left out."""
+    other = {**RESULTS["postcost"], "other_per_post": {}, "evalsha_per_post": 1.01}
+    assert_png(plots.write("postcost", [RESULTS["postcost"], other], tmp_path, args))
+    nothing = {**RESULTS["steady"], "step": step(100, None, None, srv_cpu_ms_per_1k=None)}
+    assert_png(plots.write("steady", [RESULTS["steady"], nothing], tmp_path, args))
+    resumed_none = {**RESULTS["storm"], "joins": 0, **dict.fromkeys(
+        ("resumed_first_s", "resumed_p50_s", "resumed_p99_s", "all_resumed_s"))}
+    assert_png(plots.write("storm", [resumed_none], tmp_path, args))
 
 
 def test_a_plot_that_fails_is_reported_and_the_others_are_still_drawn(tmp_path, args, capsys,
