@@ -17,6 +17,8 @@ from .rooms import LABELS, P99_BOUND_MS
 from .scenarios import ANSWER_BOUND_NS
 from .storm import ROOM_SIZE, TARGET_JOINS
 
+ARCHIVE_KINDS = (("lp", "long poll"), ("ws", "WebSocket resume"))  # archive's requests
+
 
 def write(name, runs, logdir, args):
     """Draws scenario `name`'s runs into logdir/<name>.png. The path, or None when
@@ -27,8 +29,6 @@ def write(name, runs, logdir, args):
     path = logdir / f"{name}.png"
     PLOTS[name](runs, path, args)
     return path
-
-ARCHIVE_KINDS = (("lp", "long poll"), ("ws", "WebSocket resume"))  # archive's requests
 
 
 # --- the scenarios -------------------------------------------------------------------
