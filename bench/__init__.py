@@ -8,5 +8,6 @@ Modules, one job each:
     longpoll.py   long-poll waiters
     analysis.py   frame parsing, loss/duplicate/order/id checks, latency histogram
     scenarios.py  the scenarios, run by the orchestrator process
-    report.py     medians, the summary table, the latency plot
+    report.py     medians, the summary table
+    plots.py      one plot per scenario, bench/results/<time>/<scenario>.png
 """

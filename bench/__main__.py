@@ -1,7 +1,7 @@
-"""`python -m bench`: runs the scenarios, prints the summary, writes the plot and a JSON file.
+"""`python -m bench`: runs the scenarios, prints the summary, writes a JSON file and the plots.
 
-Every output goes to bench/results/<time>/ (git-ignored): results.json, the
-find-max plot latency.png and the gunicorn logs.
+Every output goes to bench/results/<time>/ (git-ignored): results.json, one
+plot per scenario, <scenario>.png (plots.py), and the gunicorn logs.
 
     .venv/bin/python -m bench                      # every scenario once (make bench)
     .venv/bin/python -m bench --scenario fanout --repeat 3
@@ -18,14 +18,13 @@ import time
 
 from tests.servers import PROJECT
 
-from . import report
+from . import plots, report
 from .scenarios import SCENARIOS
 from .servers import IDLE_BUSY_CORES, IDLE_WINDOW_S, wait_idle_machine
 
 CLUSTER_RATE = 500  # cluster: msg/s a shared 2-core machine sustains beside 3 + 3 Redis nodes
 
 RESULTS = PROJECT / "bench" / "results"  # one directory per run (git-ignored)
-PLOT = "latency.png"                     # the find-max plot, in the run's directory
 
 
 def parse_args(argv):
@@ -107,7 +106,6 @@ def main(argv=None):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     logdir = RESULTS / stamp
     logdir.mkdir(parents=True, exist_ok=True)
-    plot = logdir / PLOT
     info = machine()
     print(f"bench: {', '.join(names)} x{args.repeat} on {info['cpus']} x {info['cpu']}, "
           f"load {info['load'][0]:.2f}; server {info['server_git']}; logs in {logdir}",
@@ -129,14 +127,27 @@ def main(argv=None):
         if name == "fanout":
             for run in runs:
                 print(report.steps_table(run["steps"]), file=sys.stderr)
-            report.plot(runs, plot, args.p99_ms, args.clients, args.workers)
         sections.append((name, report.summary(name, results[name]["median"], len(runs))))
     out = logdir / "results.json"
     out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                "results": results}, indent=1, default=str))
+    write_plots(names, results, logdir, args)
     print(report.table(sections))
-    print(f"(details: {out}" + (f"; plot: {plot})" if "fanout" in names else ")"))
+    print(f"(details: {out})")
     return 0
+
+
+def write_plots(names, results, logdir, args):
+    """Each scenario's plot, once results.json holds the figures: a plot that fails
+    is reported, and the others are still drawn."""
+    for name in names:
+        try:
+            path = plots.write(name, results[name]["runs"], logdir, args)
+        except Exception as exc:  # the figures are safe in results.json already
+            print(f"plot of {name} failed: {exc!r}", file=sys.stderr)
+            continue
+        if path is not None:
+            print(f"plot of {name}: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

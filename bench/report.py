@@ -1,4 +1,4 @@
-"""Figures for people: medians over repeats, the summary table, the latency plot.
+"""Figures for people: medians over repeats, the summary table (plots.py draws the plots).
 
 A scenario's result is a nested dict of figures (scenarios.py). `median`
 folds the results of repeated runs into one dict of the same shape, each
@@ -212,30 +212,3 @@ def steps_table(steps):
             f"{'pass' if s['pass'] else s['reason']}{' (disturbed: run again)' if s.get('retried') else ''}")
     return "\n".join(lines)
 
-
-def plot(runs, path, p99_bound_ms, clients, workers):
-    """p50 and p99 latency against offered rate, one line pair per find-max run, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    for i, run in enumerate(runs):
-        steps = [s for s in run["steps"] if s["latency_p99_ms"] is not None and not s.get("retried")]
-        rates = [s["rate"] for s in steps]
-        ax.plot(rates, [s["latency_p99_ms"] for s in steps], "o-", color="tab:red",
-                alpha=0.8, label=None if i else "p99")
-        ax.plot(rates, [s["latency_p50_ms"] for s in steps], "o-", color="tab:blue",
-                alpha=0.8, label=None if i else "p50")
-    ax.axhline(p99_bound_ms, color="gray", linestyle="--", linewidth=1,
-               label=f"p99 bound ({p99_bound_ms:.0f} ms)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"offered rate (messages/s into a room of {clients:,} clients)")
-    ax.set_ylabel("latency, send to receive (ms)")
-    ax.set_title(f"Fan-out: latency against offered rate ({workers} workers, one Redis)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
