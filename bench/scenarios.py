@@ -16,6 +16,8 @@
             rate on one Redis: each Redis node's CPU per post beside the one's.
 - storm:    every WebSocket dropped at once by a restart and resumed at once (storm.py).
 - rooms:    2,000 rooms of 5, a post a second each, against this chat and Flask-SocketIO (rooms.py).
+- sockets:  as many idle WebSocket clients as the open-file limits allow, towards 100,000,
+            answering pings; then one message in each of 100 rooms (sockets.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -43,6 +45,7 @@ from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
 from .rooms import rooms
+from .sockets import sockets
 from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
 from .storm import storm
 
@@ -631,4 +634,4 @@ def log_step(r):
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
              "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster,
-             "storm": storm, "rooms": rooms}
+             "storm": storm, "rooms": rooms, "sockets": sockets}
