@@ -105,7 +105,7 @@ class Loop:
     def _connect_due(self, now):
         start, rate = self.pace
         due = int((now - start) * rate / 1e9) + 1
-        while self.pending and self.paced < due:
+        while self.pending and self.paced < due and self.may_connect():
             self._open(self.pending.popleft())
             self.paced += 1
 
@@ -157,6 +157,11 @@ class Loop:
         conn.open_ns = now_ns()
         conn.state = OPEN
         self.on_open(conn, head, rest)
+
+    def may_connect(self):
+        """Whether the next queued connection may start now (a subclass may bound
+        how many are in flight); checked before each, within the pace."""
+        return True
 
     def before_connect(self, sock, conn):
         """A new socket, about to connect for conn (a subclass may bind it)."""

@@ -200,15 +200,17 @@ def room_of(i, rooms):
     return rooms[i % len(rooms)]
 
 
-def connect_clients(pool, port, clients, senders, rate, rooms=(ROOM,), prefix="u"):
+def connect_clients(pool, port, clients, senders, rate, rooms=(ROOM,), prefix="u",
+                    ready_timeout_ns=READY_TIMEOUT_NS):
     """Connects `clients` WebSocket clients (client i in process i % procs, in room_of(i, rooms)).
 
     The first `senders` clients are senders 0..senders-1. Returns the connect
-    figures once every client saw its own join event, failed, or timed out.
+    figures once every client saw its own join event, failed, or timed out
+    (ready_timeout_ns after the last connect is due at `rate`).
     """
     procs = len(pool)
     start = now_ns() + LEAD_NS
-    deadline = start + int(clients / rate * 1e9) + READY_TIMEOUT_NS
+    deadline = start + int(clients / rate * 1e9) + ready_timeout_ns
     args = []
     for p in range(procs):
         mine = []

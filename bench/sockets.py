@@ -18,15 +18,18 @@ is full stops accepting and leaves the rest to the others before it runs out
 of files).
 
 The clients are spread over client processes (at least cfg.sockets_procs,
-more when one process's open-file limit needs it) and over the source
+more when one process's open-file limit needs it), each with at most
+IN_FLIGHT connections between connect() and the client's own join, so the
+server is never asked for more handshakes than it takes (the listen queue
+does not overflow), and over the source
 addresses SOURCE_ADDRESSES (client i connects from `client_address(i)`), so
 that each address has the local port range to itself. Each client answers
 every ping with a pong (`scan_frames` walks the frame headers of each read)
 and sends nothing else unasked: a client that did not answer would be closed
 by the server at its next ping (1001).
 
-Steps: connect every client at cfg.connect_rate (each must see its own
-join); measure the server's RSS once the joins are delivered; hold them
+Steps: connect every client, at most cfg.connect_rate a second (each must
+see its own join); measure the server's RSS once the joins are delivered; hold them
 HOLD_INTERVALS ping intervals from the last join (every client pinged and
 answering; none dropped); then one message from one member of each of the
 first MESSAGE_ROOMS rooms (`run_step`), which every member of those rooms
@@ -58,6 +61,9 @@ SERVER_FD_MARGIN = 128           # a worker's own files (17 at rest; more Redis 
 CLIENT_FD_MARGIN = 64            # a client process's own files (pipe, epoll, Python's)
 SOURCE_ADDRESSES = tuple(f"127.0.0.{k}" for k in range(1, 5))  # each with the local port range to itself
 RSS_BOUND_KB = 20.0              # server memory per idle client, at most
+IN_FLIGHT = 100                  # connections a client process has started and not yet seen
+                                 # joined (or failed), at most: the server takes them at its pace
+SLOWEST_JOINS = 100              # joins a second the connect phase waits for, at the least
 MAX_HEADER = 10                  # bytes of the longest frame header the server sends (64-bit length)
 
 
@@ -202,6 +208,8 @@ class SocketsLoop(WsLoop):
     def __init__(self, pipe, port):
         super().__init__(pipe, port)
         self.pings = 0
+        self.started = 0     # connections started
+        self.settled = 0     # of them, those that saw their own join or failed first
 
     def on_command(self, name, args):
         if name == "status":
@@ -214,9 +222,20 @@ class SocketsLoop(WsLoop):
 
     def before_connect(self, sock, conn):
         bind_source(sock, client_address(conn.index))
+        self.started += 1
+
+    def may_connect(self):
+        return self.started - self.settled < IN_FLIGHT
+
+    def on_dead(self, conn):
+        if not conn.ready_ns:
+            self.settled += 1
 
     def record(self, conn, data, t):
+        joined = conn.ready_ns
         super().record(conn, data, t)
+        if not joined and conn.ready_ns:
+            self.settled += 1
         pings, ping_bytes, conn.skip, conn.partial = scan_frames(data, conn.skip, conn.partial)
         if pings:
             conn.pings += pings
@@ -236,7 +255,7 @@ class SocketsLoop(WsLoop):
         self.marks = 0
 
     def status(self):
-        conns = list(self.conns.values())
+        conns = self.batch  # every client connected, also those that failed (their fd is reused)
         opened = [c for c in conns if c.open_ns]
         refused = [c for c in opened if c.state == DEAD and c.error.startswith("handshake")]
         dropped = Counter(c.error for c in opened
@@ -246,7 +265,9 @@ class SocketsLoop(WsLoop):
         for c in conns:
             c.pings_then = c.pings
         addresses = Counter(c.sock.getsockname()[0] for c in live)
-        return {"clients": len(conns), "open": len(live), "failed": len(conns) - len(opened),
+        failed = sum(1 for c in conns if c.state == DEAD and not c.open_ns)
+        return {"clients": len(conns), "open": len(live), "failed": failed,
+                "unfinished": len(conns) - len(opened) - failed,
                 "refused": len(refused), "dropped": dict(dropped), "pings": self.pings,
                 "fewest_pings_since": since, "addresses": dict(addresses),
                 "files": len(os.listdir("/proc/self/fd")),
@@ -262,6 +283,7 @@ def status(pool):
         addresses.update(r["addresses"])
     fewest = [r["fewest_pings_since"] for r in replies if r["fewest_pings_since"] is not None]
     return {"open": sum(r["open"] for r in replies), "failed": sum(r["failed"] for r in replies),
+            "unfinished": sum(r["unfinished"] for r in replies),
             "refused": sum(r["refused"] for r in replies), "dropped": dict(dropped),
             "disconnects": sum(dropped.values()), "pings": sum(r["pings"] for r in replies),
             "fewest_pings_since": min(fewest) if fewest else None,
@@ -344,7 +366,8 @@ def sockets(cfg, logdir):
             ClientPool(SocketsLoop, procs, servers.port) as pool:
         before = servers.tree.sample()[1]
         connect = connect_clients(pool, servers.port, clients, senders, cfg.connect_rate,
-                                  rooms=names, prefix="s")
+                                  rooms=names, prefix="s",
+                                  ready_timeout_ns=int(clients / SLOWEST_JOINS * 1e9))
         joined_at = time.monotonic()
         status(pool)  # the pings from here on are the hold's
         wait_quiet(pool)
@@ -365,6 +388,7 @@ def sockets(cfg, logdir):
         "joined": connect["ready"], "connect_s": connect["connect_s"],
         "handshake_p50_ms": connect["handshake_p50_ms"], "handshake_p99_ms": connect["handshake_p99_ms"],
         "handshake_failures": end["failed"] + end["refused"], "connect_errors": connect["errors"],
+        "not_connected": end["unfinished"],
         "disconnects": end["disconnects"], "disconnect_reasons": end["dropped"],
         "disconnects_in_hold": held["disconnects"], "close_codes": step["close_codes"],
         "id_violations": step["id_violations"],
@@ -389,7 +413,8 @@ def sockets(cfg, logdir):
 
 def all_joined_and_delivered(r):
     """Every client asked joined, none failed or was dropped, and every delivery was made."""
-    return (r["joined"] == r["clients"] and not r["handshake_failures"] and not r["disconnects"]
+    return (r["joined"] == r["clients"] and not r["handshake_failures"] and not r["not_connected"]
+            and not r["disconnects"]
             and r["messages_sent"] == r["messages"]
             and r["deliveries_made"] == r["deliveries_expected"]
             and not r["lost"] and not r["duplicates"])
@@ -404,7 +429,8 @@ def log(r):
     """The run's lines on stderr, with the verdicts."""
     yes = {True: "PASS", False: "FAIL"}
     print(f"  sockets: {r['joined']:,} of {r['clients']:,} joined in {r['connect_s']:.1f} s, "
-          f"{r['handshake_failures']} handshake failures, {r['disconnects']} disconnects, "
+          f"{r['handshake_failures']} handshake failures, {r['not_connected']} not connected in time, "
+          f"{r['disconnects']} disconnects, "
           f"deliveries {r['deliveries_made']:,} of {r['deliveries_expected']:,}: "
           f"{yes[all_joined_and_delivered(r)]}; server {r['srv_rss_kb_per_client']:.1f} KB per "
           f"idle client: {yes[small_enough(r)]} (bound {RSS_BOUND_KB:.0f} KB)\n  {r['blocked']}",
@@ -428,7 +454,8 @@ HEADLINES = [
     ("rooms / workers / client processes", ("rooms", "workers", "procs"), "{:,.0f}"),
     ("connect time (s)", "connect_s", "{:.1f}"),
     ("handshake p50 / p99 (ms)", ("handshake_p50_ms", "handshake_p99_ms"), "{:.1f}"),
-    ("handshake failures / disconnects", ("handshake_failures", "disconnects"), "{:,.0f}"),
+    ("handshake failures / not connected in time / disconnects",
+     ("handshake_failures", "not_connected", "disconnects"), "{:,.0f}"),
     ("held after the last join (s) / ping interval (s)", ("held_s", "ping_interval_s"), "{:.1f}"),
     ("clients per source address (while held)",
      lambda r: ", ".join(f"{a} {n:,}" for a, n in r["clients_per_address"].items()), "{}"),

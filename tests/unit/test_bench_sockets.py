@@ -115,7 +115,7 @@ def test_an_incomplete_frame_is_carried_to_the_next_read():
 
 
 def result(**changes):
-    r = {"clients": 100, "joined": 100, "handshake_failures": 0, "disconnects": 0,
+    r = {"clients": 100, "joined": 100, "handshake_failures": 0, "not_connected": 0, "disconnects": 0,
          "messages": 1, "messages_sent": 1, "deliveries_expected": 100, "deliveries_made": 100,
          "lost": 0, "duplicates": 0, "srv_rss_kb_per_client": 19.9}
     r.update(changes)
@@ -124,7 +124,8 @@ def result(**changes):
 
 def test_the_verdicts():
     assert all_joined_and_delivered(result())
-    for bad in ({"joined": 99}, {"handshake_failures": 1}, {"disconnects": 1}, {"messages_sent": 0},
+    for bad in ({"joined": 99}, {"handshake_failures": 1}, {"not_connected": 1}, {"disconnects": 1},
+                {"messages_sent": 0},
                 {"deliveries_made": 99}, {"lost": 1}):
         assert not all_joined_and_delivered(result(**bad)), bad
     assert small_enough(result())
