@@ -69,6 +69,13 @@ def parse_args(argv):
                    help="send window, s (long enough for CPU ticks of 10 ms to count per post)")
     g.add_argument("--storm-clients", type=int, default=10000, help="storm: WebSocket clients, 5 a room (--workers workers)")
     g.add_argument("--storm-procs", type=int, default=4, help="storm: client processes")
+    g = p.add_argument_group("sockets (also: --workers, --connect-rate)")
+    g.add_argument("--sockets-clients", type=int, default=100000,
+                   help="WebSocket clients wanted; the run makes as many as the open-file limits allow")
+    g.add_argument("--sockets-rooms", type=int, default=None,
+                   help="rooms they are spread over; default: the clients run / 100")
+    g.add_argument("--sockets-procs", type=int, default=4,
+                   help="client processes, at least (more when one's open-file limit needs it)")
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
                    help="before each run, each fan-out step and each cluster window, wait up to "
                         f"S seconds for the machine to be quiet (under {IDLE_BUSY_CORES} busy cores for "
@@ -82,6 +89,7 @@ def parse_args(argv):
         args.posts, args.archive_requests = 100, 50
         args.cluster_rate, args.cluster_duration = 100, 2
         args.storm_clients = 200
+        args.sockets_clients = 400
     return args
 
 

@@ -66,6 +66,9 @@ class WsConn(Conn):
 class WsLoop(Loop):
     """Serves the commands of scenarios.FanOut (see on_command)."""
 
+    conn_class = WsConn           # what a connect command's clients are
+    unsolicited_pongs = True      # a pong every KEEPALIVE_NS from each client (pings are not read)
+
     def __init__(self, pipe, port):
         super().__init__(pipe, port)
         self.marks = 0                # message marks received since the last analysis
@@ -79,7 +82,7 @@ class WsLoop(Loop):
         self.step_conns = []          # clients open when the step started: its receivers
         self.cpu0 = self.cpu1 = 0.0   # this process's CPU at step start and at drain end
         self.drain = None             # (expected marks, deadline ns) while draining
-        self.next_keepalive = now_ns() + KEEPALIVE_NS
+        self.next_keepalive = now_ns() + KEEPALIVE_NS if self.unsolicited_pongs else None
 
     # --- commands -----------------------------------------------------------
 
@@ -101,7 +104,7 @@ class WsLoop(Loop):
         if name == "connect":
             conns = []
             for index, path, room, user, sender in args["clients"]:
-                conn = WsConn(index, handshake(self.port, path), room, user)
+                conn = self.conn_class(index, handshake(self.port, path), room, user)
                 conn.sender = sender
                 conns.append(conn)
             self.batch = conns
@@ -180,7 +183,7 @@ class WsLoop(Loop):
     # --- timed work -------------------------------------------------------------------
 
     def timeout(self, now):
-        due = [self.next_keepalive]
+        due = [self.next_keepalive] if self.next_keepalive is not None else []
         if self.schedule:
             due.append(self.schedule[0][0])
         elif self.step is not None:
@@ -189,7 +192,7 @@ class WsLoop(Loop):
             due.append(self.drain[1])
         if self.connect_deadline is not None:
             due.append(self.connect_deadline)
-        return max(0, min(due) - now) / 1e9
+        return max(0, min(due) - now) / 1e9 if due else None
 
     def tick(self, now):
         if self.schedule and self.schedule[0][0] <= now:
@@ -205,7 +208,7 @@ class WsLoop(Loop):
                 self.drain = None
         if self.connect_deadline is not None:
             self.check_connected(now)
-        if now >= self.next_keepalive:
+        if self.next_keepalive is not None and now >= self.next_keepalive:
             for conn in self.conns.values():
                 if conn.state == OPEN:
                     self.write(conn, PONG)

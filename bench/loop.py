@@ -20,6 +20,7 @@ SCRATCH_BYTES = 1 << 20        # one read takes at most this much
 HEAD_MAX_BYTES = 16384         # an answer head longer than this is an error
 CONNECT_BATCH_MS = 1           # the loop wakes at least this often while connecting
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close with RST, no TIME_WAIT
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2
 
 CONNECTING, HEAD, OPEN, DEAD = range(4)   # a connection's states
 
@@ -27,6 +28,14 @@ CONNECTING, HEAD, OPEN, DEAD = range(4)   # a connection's states
 def now_ns():
     """CLOCK_MONOTONIC in ns: the same clock in every process of this machine."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def bind_source(sock, address):
+    """Makes a socket connect from this local address, its port chosen at connect()
+    (IP_BIND_ADDRESS_NO_PORT), so a port need only be free for the whole 4-tuple:
+    each source address has the local port range to the server to itself."""
+    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    sock.bind((address, 0))
 
 
 def cpu_seconds():
@@ -96,7 +105,7 @@ class Loop:
     def _connect_due(self, now):
         start, rate = self.pace
         due = int((now - start) * rate / 1e9) + 1
-        while self.pending and self.paced < due:
+        while self.pending and self.paced < due and self.may_connect():
             self._open(self.pending.popleft())
             self.paced += 1
 
@@ -148,6 +157,11 @@ class Loop:
         conn.open_ns = now_ns()
         conn.state = OPEN
         self.on_open(conn, head, rest)
+
+    def may_connect(self):
+        """Whether the next queued connection may start now (a subclass may bound
+        how many are in flight); checked before each, within the pace."""
+        return True
 
     def before_connect(self, sock, conn):
         """A new socket, about to connect for conn (a subclass may bind it)."""

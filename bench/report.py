@@ -7,7 +7,7 @@ number the median of the runs; `summary` picks the headline figures.
 
 import statistics
 
-from . import storm
+from . import sockets, storm
 from .archive import ARCHIVE_SIZES, FLAT_RATIO, flat
 # The two halves of the cluster scenario, as the summary names them.
 SIDES = (("single", "one Redis"), ("cluster", "cluster"))
@@ -112,12 +112,13 @@ HEADLINES = {
     ],
     "storm": storm.HEADLINES,
     "rooms": ROOMS_HEADLINES,
+    "sockets": sockets.HEADLINES,
 }
 
 
 GOAL_DELIVERIES = 1_000_000   # the goal: deliveries per second at the p99 bound
 
-# What each scenario must show, as (label, test of the result).
+# What each scenario must show, as (label, test of the result), or a list of them.
 VERDICTS = {
     "fanout": ("goal: 1,000,000 deliveries/s within the p99 bound",
                lambda r: (get(r, "best.deliveries_per_s") or 0) >= GOAL_DELIVERIES),
@@ -138,6 +139,7 @@ VERDICTS = {
                                         "disconnects", "error_frames"))
                 and (r.get("busiest_master_per_single") or 1) < 1),
     "storm": storm.VERDICT,
+    "sockets": sockets.VERDICTS,
 }
 
 
@@ -178,8 +180,8 @@ def summary(name, result, runs=1):
             continue
         paths = path if isinstance(path, tuple) else (path,)
         rows.append((label, " / ".join(render(get(result, p), fmt) for p in paths)))
-    if name in VERDICTS:  # floor is a yardstick, with nothing to meet
-        label, test = VERDICTS[name]
+    verdicts = VERDICTS.get(name, [])  # floor is a yardstick, with nothing to meet
+    for label, test in verdicts if isinstance(verdicts, list) else [verdicts]:
         rows.append((label, "yes" if test(result) else "NO"))
     if runs > 1:
         rows.append(("runs (medians shown)", str(runs)))

@@ -16,6 +16,8 @@
             rate on one Redis: each Redis node's CPU per post beside the one's.
 - storm:    every WebSocket dropped at once by a restart and resumed at once (storm.py).
 - rooms:    2,000 rooms of 5, a post a second each, against this chat and Flask-SocketIO (rooms.py).
+- sockets:  as many idle WebSocket clients as the open-file limits allow, towards 100,000,
+            answering pings; then one message in each of 100 rooms (sockets.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -43,6 +45,7 @@ from .floor import floor
 from .longpoll import LpLoop
 from .loop import now_ns, serve
 from .rooms import rooms
+from .sockets import sockets
 from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
 from .storm import storm
 
@@ -197,15 +200,17 @@ def room_of(i, rooms):
     return rooms[i % len(rooms)]
 
 
-def connect_clients(pool, port, clients, senders, rate, rooms=(ROOM,), prefix="u"):
+def connect_clients(pool, port, clients, senders, rate, rooms=(ROOM,), prefix="u",
+                    ready_timeout_ns=READY_TIMEOUT_NS):
     """Connects `clients` WebSocket clients (client i in process i % procs, in room_of(i, rooms)).
 
     The first `senders` clients are senders 0..senders-1. Returns the connect
-    figures once every client saw its own join event, failed, or timed out.
+    figures once every client saw its own join event, failed, or timed out
+    (ready_timeout_ns after the last connect is due at `rate`).
     """
     procs = len(pool)
     start = now_ns() + LEAD_NS
-    deadline = start + int(clients / rate * 1e9) + READY_TIMEOUT_NS
+    deadline = start + int(clients / rate * 1e9) + ready_timeout_ns
     args = []
     for p in range(procs):
         mine = []
@@ -631,4 +636,4 @@ def log_step(r):
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
              "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster,
-             "storm": storm, "rooms": rooms}
+             "storm": storm, "rooms": rooms, "sockets": sockets}

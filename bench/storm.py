@@ -46,7 +46,6 @@ import os
 import re
 import select
 import signal
-import socket
 import sys
 import threading
 import time
@@ -58,7 +57,7 @@ from chat_app.room import Rooms
 from .analysis import parse
 from .archive import redis_cpu
 from .client import handshake
-from .loop import CONNECTING, OPEN, Conn, Loop, now_ns
+from .loop import CONNECTING, OPEN, Conn, Loop, bind_source, now_ns
 from .servers import CLK_TCK, ProcTree, _stat, machine_busy, wait_idle_machine
 
 ROOM_SIZE = 5                     # clients per room
@@ -70,7 +69,6 @@ EXIT_TIMEOUT_S = 30.0             # after every client resumed, time for the old
 MAX_ATTEMPTS = 50                 # reconnections of one client after the drop, at most
 RETRY_NS = 500_000_000            # wait before a reconnection after a refused one (the page's)
 READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2
 # An event as the post script writes it; its text is "" for joins and leaves,
 # and a quote inside a text is escaped, so `,"prev":` ends the event.
 EVENT = re.compile(rb'\{"id":(\d+),"type":"(\w+)","room":"[^"]*","user":"([^"]*)",'
@@ -157,8 +155,7 @@ class StormLoop(Loop):
         with one address for all, Linux tries connect()'s half of the local port
         range first, and once about 14,000 of its ports to the server were taken
         (open or in TIME_WAIT) each connect() spent milliseconds searching."""
-        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((source_address(conn.index), 0))
+        bind_source(sock, source_address(conn.index))
 
     def on_open(self, conn, head, rest):
         if not head.startswith(b"HTTP/1.1 101"):
