@@ -3,8 +3,11 @@
 in flight counted. The hub (hub.py) decides which channels each carries.
 """
 
+import fcntl
 import logging
+import termios
 import time
+from array import array
 from collections import Counter
 
 import gevent
@@ -92,6 +95,13 @@ def read_batches(conn, interval):
         yield batch
 
 
+def unread_bytes(sock):
+    """Bytes waiting in a socket's receive queue (FIONREAD), left there unread."""
+    count = array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    return count[0]
+
+
 class Link:
     """One pub/sub connection to one Redis node (the one Redis, or a cluster's
     master) and the channels the hub wants on it.
@@ -169,16 +179,26 @@ class Link:
     def watch(self):
         """PINGs the connection; one silent for PUBSUB_SILENCE (a stalled or
         partitioned Redis, a half-dead connection) is dropped, so the reader
-        makes a new one, resubscribes and backfills."""
+        makes a new one, resubscribes and backfills. Replies waiting unread are
+        not silence: Redis answered, and this process, busy, has not read them
+        yet (reconnecting would only add to its work)."""
         if self._conn is None:
             return
-        if time.monotonic() - self.heard_at > PUBSUB_SILENCE:
+        if time.monotonic() - self.heard_at > PUBSUB_SILENCE and not self._answered():
             REDIS_ERRORS.inc()
             log.warning("redis pub/sub connection silent for %.0f s (%s); reconnecting",
                         PUBSUB_SILENCE, self.node)
             self._close()
         else:
             self.send("PING")
+
+    def _answered(self):
+        """Whether bytes from Redis wait on the connection, unread."""
+        sock = getattr(self._conn, "_sock", None)
+        try:
+            return sock is not None and unread_bytes(sock) > 0
+        except OSError:
+            return False
 
     def stop(self):
         self._greenlet.kill()

@@ -1,10 +1,14 @@
 """The pub/sub connection's replies: batches, sorting, confirmations (no Redis)."""
 
+import socket
+import time
+
 import pytest
 
 from gevent.lock import Semaphore
 
-from chat_app.pubsub import Confirmations, Link, read_batches, sort_replies
+from chat_app.config import PUBSUB_SILENCE
+from chat_app.pubsub import Confirmations, Link, read_batches, sort_replies, unread_bytes
 
 
 class BufferedConnection:
@@ -94,3 +98,67 @@ def test_a_shards_answer_to_our_own_sunsubscribe_is_not_taken_for_a_slot_move():
                                    ("SUNSUBSCRIBE", "chat:{a}:events")]
     assert link.moved_away(b"chat:{a}:events") is False  # the answer to ours
     assert link.moved_away(b"chat:{a}:events") is True   # one Redis sent unasked
+
+
+def test_unread_bytes_counts_what_waits_on_a_socket_without_reading_it():
+    ours, theirs = socket.socketpair()
+    assert unread_bytes(ours) == 0
+    theirs.sendall(b"+PONG\r\n")
+    assert unread_bytes(ours) == 7
+    assert unread_bytes(ours) == 7  # still there
+    assert ours.recv(16) == b"+PONG\r\n"
+
+
+class Quiet(Sent):
+    """A connection whose socket the test writes to as Redis would."""
+
+    def __init__(self):
+        super().__init__()
+        self._sock, self.redis = socket.socketpair()
+        self.disconnected = False
+
+    def disconnect(self):
+        self.disconnected = True
+
+
+class OneRedis:
+    """One Redis, as a Link sees it: a client whose pool takes connections back."""
+
+    sharded = False
+
+    def client(self, node):
+        return self
+
+    @property
+    def connection_pool(self):
+        return self
+
+    def release(self, conn):
+        pass
+
+
+class Hub:
+    def unready(self, link):
+        pass
+
+
+def quiet_link():
+    link = Link("127.0.0.1:6379", OneRedis(), hub=Hub(), lock=Semaphore())
+    link._greenlet.kill()  # no reader: the test plays a busy process that has not read
+    link._conn = conn = Quiet()
+    link.heard_at = time.monotonic() - PUBSUB_SILENCE - 1
+    return link, conn
+
+
+def test_a_connection_silent_past_the_bound_is_replaced():
+    link, conn = quiet_link()
+    link.watch()
+    assert conn.disconnected and link._conn is None
+
+
+def test_a_reply_waiting_unread_is_not_silence_the_connection_is_kept_and_pinged():
+    link, conn = quiet_link()
+    conn.redis.sendall(b">3\r\n$7\r\nmessage\r\n")  # Redis spoke; the busy reader has not read it
+    link.watch()
+    assert not conn.disconnected and link._conn is conn
+    assert conn.commands == [("PING",)]
