@@ -15,6 +15,7 @@ from .archive import ARCHIVE_SIZES, FEW, FLAT_FIGURES, FLAT_RATIO, flat
 from .report import get
 from .rooms import LABELS, P99_BOUND_MS
 from .scenarios import ANSWER_BOUND_NS
+from .sockets import RSS_BOUND_KB
 from .storm import ROOM_SIZE, TARGET_JOINS
 
 ARCHIVE_KINDS = (("lp", "long poll"), ("ws", "WebSocket resume"))  # archive's requests
@@ -205,8 +206,29 @@ def cluster(runs, path, args):
     _save(fig, path)
 
 
+def sockets(runs, path, args):
+    """Clients asked, joined and failed, deliveries expected and made; server RSS per
+    idle client beside the bound, per run."""
+    r = runs[0]
+    fig, (counts, memory) = _figure(2, f"Sockets: {r['clients']:,} WebSocket clients in rooms of "
+                                       f"100 on {r['workers']} workers (target {r['target']:,})"
+                                       f"{_of(runs)}")
+    _bars(counts, ["clients", "deliveries"], {
+        "asked / expected": [_median(runs, "clients"), _median(runs, "deliveries_expected")],
+        "joined / made": [_median(runs, "joined"), _median(runs, "deliveries_made")],
+        "failed / lost": [_median(runs, "handshake_failures"), _median(runs, "lost")]})
+    counts.set(yscale="symlog", title="clients and deliveries", ylabel="count")
+    _per_run(memory, runs, {"RSS": "srv_rss_kb_per_client"})
+    memory.axhline(RSS_BOUND_KB, color="gray", linestyle="--", linewidth=1,
+                   label=f"bound ({RSS_BOUND_KB:.0f} KB)")
+    memory.set(title="server RSS per idle client", ylabel="KB per client")
+    memory.legend(fontsize=8)
+    _save(fig, path)
+
+
 PLOTS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll, "floor": floor,
-         "postcost": postcost, "archive": archive, "storm": storm, "rooms": rooms, "cluster": cluster}
+         "postcost": postcost, "archive": archive, "storm": storm, "rooms": rooms, "cluster": cluster,
+         "sockets": sockets}
 
 
 # --- drawing -------------------------------------------------------------------------
