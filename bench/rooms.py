@@ -278,13 +278,17 @@ def cpu_ratio(result):
 
 
 def log_figures(label, r):
+    """One progress line of a server's figures (without Redis's when it has none)."""
+    has_redis = r["redis_cpu_pct"] is not None
     print(f"  {label}: {r['sent']:,} posts, {r['delivered']:,} of {r['expected']:,} delivered, "
           f"p50 {r['latency_p50_ms']:.1f} ms, p99 {r['latency_p99_ms']:.1f} ms, "
           f"{problems(r)} problems; server {_or_nan(r['srv_cpu_ms_per_1k']):.2f} ms CPU "
-          f"per 1k deliveries, redis {_or_nan(r['redis_cpu_ms_per_1k_posts']):.2f} ms "
-          f"per 1k posts; % of a core: server {_or_nan(r['srv_cpu_pct']):.0f}, "
-          f"redis {_or_nan(r['redis_cpu_pct']):.0f}, generator {r['gen_cpu_pct']:.0f}, "
-          f"others {r['other_cpu_pct']:.0f}", file=sys.stderr, flush=True)
+          f"per 1k deliveries" + (f", redis {_or_nan(r['redis_cpu_ms_per_1k_posts']):.2f} ms "
+                                  "per 1k posts" if has_redis else "") +
+          f"; % of a core: server {_or_nan(r['srv_cpu_pct']):.0f}, " +
+          (f"redis {r['redis_cpu_pct']:.0f}, " if has_redis else "") +
+          f"generator {r['gen_cpu_pct']:.0f}, others {r['other_cpu_pct']:.0f}",
+          file=sys.stderr, flush=True)
 
 
 def _or_nan(value):

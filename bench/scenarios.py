@@ -16,6 +16,8 @@
             rate on one Redis: each Redis node's CPU per post beside the one's.
 - storm:    every WebSocket dropped at once by a restart and resumed at once (storm.py).
 - rooms:    2,000 rooms of 5, a post a second each, against this chat and Flask-SocketIO (rooms.py).
+- tail:     the fan-out room against this chat and gorilla/websocket's chat example: steady
+            latency and CPU, find-max, and the floor, in one run (tail.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -45,6 +47,7 @@ from .loop import now_ns, serve
 from .rooms import rooms
 from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
 from .storm import storm
+from .tail import tail
 
 ROOM = "bench"               # the fan-out room
 LEAD_NS = 100_000_000        # a command's start time is this far ahead, so every process has it
@@ -631,4 +634,4 @@ def log_step(r):
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
              "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster,
-             "storm": storm, "rooms": rooms}
+             "storm": storm, "rooms": rooms, "tail": tail}
