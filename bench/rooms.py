@@ -19,7 +19,7 @@ lines on stderr mark the step, and the Redis CPU (`INFO cpu`) and the
 machine's are sampled at those marks; the server CPU (the gunicorn tree, /proc)
 is wsbench's own, over the send window and the drain. Then, as a check, the
 project's own client processes (client.py) run the same step against the
-chat, each receiver accounted against its own room's sender (RoomLoop).
+chat, each receiver accounted against its own room's sender (client.py's WsLoop).
 """
 
 import itertools
@@ -31,12 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from tests.servers import PROJECT
 
-from .analysis import LatencyHistogram
 from .archive import redis_cpu
 from .client import WsLoop
 from .servers import Gunicorn, Redis, machine_busy, wait_idle_machine
@@ -299,9 +297,10 @@ def _or_nan(value):
 
 
 def pool_check(cfg, servers, sizes):
-    """The same step against the chat, driven by client.py's processes (RoomLoop)."""
+    """The same step against the chat, driven by client.py's processes (WsLoop checks
+    each receiver against its own room's sender)."""
     from .scenarios import ClientPool, connect_clients, run_step, settle, wait_quiet
-    with ClientPool(RoomLoop, cfg.procs, servers.port) as pool:
+    with ClientPool(WsLoop, cfg.procs, servers.port) as pool:
         connect = connect_clients(pool, servers.port, sizes["clients"], sizes["rooms"],
                                   cfg.connect_rate, rooms=[f"pool{k}" for k in range(sizes["rooms"])],
                                   prefix="p")
@@ -321,53 +320,6 @@ def pool_check(cfg, servers, sizes):
         "redis_cpu_ms_per_1k_posts": redis * 1e6 / r["sent"] if r["sent"] else None}
     log_figures("chat (the project's clients)", figures)
     return figures
-
-
-class RoomLoop(WsLoop):
-    """client.py's WebSocket clients, each receiver accounted against its own room.
-
-    connect_clients puts client i in room i % rooms and makes clients 0 to
-    senders - 1 the senders, so with one sender per room (senders = rooms, as
-    here) client i's room is i % senders and that room's sender is sender
-    i % senders. A receiver waits for (drain) and is checked against (analyze)
-    that sender's messages alone.
-    """
-
-    rooms = 1
-
-    def start_step(self, step, rate, senders, start_ns, end_ns):
-        self.rooms = senders
-        super().start_step(step, rate, senders, start_ns, end_ns)
-
-    def on_command(self, name, args):
-        if name == "drain":   # every sender sends as many (the schedule is the same for each)
-            args = {**args, "total_sent": -(-args["total_sent"] // self.rooms)}
-        super().on_command(name, args)
-
-    def analyze(self, step, sent_by_sender, send_end_ns):
-        """WsLoop.analyze room by room, each with its own sender; the sums."""
-        if step is None:
-            return super().analyze(step, sent_by_sender, send_end_ns)
-        everyone, by_room = self.step_conns, {}
-        for conn in everyone:
-            by_room.setdefault(conn.index % self.rooms, []).append(conn)
-        hist, totals, closes, dead = LatencyHistogram(), Counter(), Counter(), Counter()
-        receivers, analysis_cpu, window_cpu = 0, 0.0, self.cpu1 - self.cpu0
-        try:
-            for room, conns in by_room.items():
-                self.step_conns = conns
-                part = super().analyze(step, {room: sent_by_sender.get(room, 0)}, send_end_ns)
-                hist.merge(LatencyHistogram(*part["hist"]))
-                totals.update(part["totals"])
-                closes.update(part["close_codes"])
-                dead.update(part["dead"])
-                receivers += part["receivers"]
-                analysis_cpu += part["analysis_cpu_s"]
-        finally:
-            self.step_conns = everyone
-        return {"receivers": receivers, "totals": dict(totals), "hist": hist.state(),
-                "close_codes": dict(closes), "dead": dict(dead),
-                "analysis_cpu_s": analysis_cpu, "window_cpu_s": window_cpu}
 
 
 # --- the summary (report.py) ----------------------------------------------------------
