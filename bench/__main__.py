@@ -35,7 +35,8 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1, help="runs of each scenario; medians are shown")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and short steps, to check the benchmark works (not figures)")
-    g = p.add_argument_group("fanout and steady (floor: --clients, --steady-rate, --steady-duration)")
+    g = p.add_argument_group("fanout and steady (floor: --clients, --steady-rate, --steady-duration; "
+                             "tail: all of these but --procs)")
     g.add_argument("--clients", type=int, default=1000, help="WebSocket clients in the room")
     g.add_argument("--senders", type=int, default=50, help="of them, how many send")
     g.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
@@ -135,7 +136,9 @@ def main(argv=None):
         if name == "fanout":
             for run in runs:
                 print(report.steps_table(run["steps"]), file=sys.stderr)
-        sections.append((name, report.summary(name, results[name]["median"], len(runs))))
+        # the rows see the medians, and every run under "each_run" (tail's "in every run")
+        sections.append((name, report.summary(name, {**results[name]["median"], "each_run": runs},
+                                              len(runs))))
     out = logdir / "results.json"
     out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                "results": results}, indent=1, default=str))

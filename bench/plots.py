@@ -226,9 +226,25 @@ def sockets(runs, path, args):
     _save(fig, path)
 
 
+def tail(runs, path, args):
+    """This chat against gorilla's Go example, per run: find-max deliveries/s, steady p99,
+    and steady CPU per 1,000 deliveries beside the floor's per 1,000 writes."""
+    fig, (findmax, latency, cpu) = _figure(3, f"Tail: {runs[0]['clients']:,} clients in one room, "
+                                              f"{runs[0]['senders']} senders, against gorilla's chat")
+    sides = {"chat": "this chat", "gorilla": "gorilla (Go)"}
+    _per_run(findmax, runs, {label: f"{name}.findmax.deliveries_per_s" for name, label in sides.items()})
+    findmax.set(title="find-max: deliveries/s (p99 <= 200 ms)", ylabel="deliveries/s")
+    _per_run(latency, runs, {label: f"{name}.steady.latency_p99_ms" for name, label in sides.items()})
+    latency.set(title=f"steady {runs[0]['steady_rate']:.0f} msg/s: p99 (ms)", ylabel="ms")
+    _per_run(cpu, runs, {**{label: f"{name}.steady.srv_cpu_ms_per_1k" for name, label in sides.items()},
+                         "floor": "floor.cpu_ms_per_1k"})
+    cpu.set(title="steady: server CPU per 1,000 deliveries (ms)", ylabel="ms of CPU")
+    _save(fig, path)
+
+
 PLOTS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll, "floor": floor,
          "postcost": postcost, "archive": archive, "storm": storm, "rooms": rooms, "cluster": cluster,
-         "sockets": sockets}
+         "sockets": sockets, "tail": tail}
 
 
 # --- drawing -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ def _step(label, side, keys, fmt):
     return (label, tuple(f"{side}.step.{key}" for key in keys), fmt)
 
 from .rooms import HEADLINES as ROOMS_HEADLINES
+from .tail import HEADLINES as TAIL_HEADLINES
 
 # The headline figures of each scenario: (label, path into the result, format).
 HEADLINES = {
@@ -113,6 +114,7 @@ HEADLINES = {
     "storm": storm.HEADLINES,
     "rooms": ROOMS_HEADLINES,
     "sockets": sockets.HEADLINES,
+    "tail": TAIL_HEADLINES,
 }
 
 

@@ -19,7 +19,7 @@ lines on stderr mark the step, and the Redis CPU (`INFO cpu`) and the
 machine's are sampled at those marks; the server CPU (the gunicorn tree, /proc)
 is wsbench's own, over the send window and the drain. Then, as a check, the
 project's own client processes (client.py) run the same step against the
-chat, each receiver accounted against its own room's sender (RoomLoop).
+chat, each receiver accounted against its own room's sender (client.py's WsLoop).
 """
 
 import itertools
@@ -59,8 +59,8 @@ SERVERS = {  # name: wsbench's -proto and URL (port to fill in; wsbench fills in
     "socketio": ("socketio", "ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&room={{room}}"),
 }
 LABELS = {"chat": "chat", "socketio": "Flask-SocketIO"}
-STEP_STARTS = re.compile(r"wsbench: step 1: ")      # wsbench -v: the step is about to start
-STEP_ENDED = re.compile(r"wsbench: step 1 rate ")   # wsbench -v -find-max: the step and its drain are over
+STEP_STARTS = re.compile(r"wsbench: step (\d+): ")     # wsbench -v: step N is about to start
+STEP_ENDED = re.compile(r"wsbench: step (\d+) rate ")  # wsbench -v -find-max: step N and its drain are over
 _runs = itertools.count()       # which run of this process: the order alternates
 
 
@@ -167,22 +167,39 @@ def quiet(everyone, cfg):
     for servers in everyone:
         wait_idle(servers)
     if cfg.wait_idle:
-        wait_idle_machine(cfg.wait_idle, exclude=[pid for s in everyone
-                                                  for pid in s.tree.pids() + s.redis.tree.pids()])
+        wait_idle_machine(cfg.wait_idle, exclude=[pid for s in everyone for pid in own_pids(s)])
+
+
+def own_pids(servers):
+    """The server tree's pids and its Redis's (a server without Redis has none)."""
+    return servers.tree.pids() + (servers.redis.tree.pids() if servers.redis else [])
 
 
 def measure(wsbench, name, servers, sizes, cfg, logdir):
     """One wsbench run against `servers`; its figures."""
     proto, url = SERVERS[name]
     rate = sizes["rooms"]          # one post per room per second
-    args = [wsbench, "-proto", proto, "-url", url.format(port=servers.port),
-            "-rooms", str(sizes["rooms"]), "-clients", str(sizes["clients"]),
-            "-senders", str(sizes["rooms"]), "-rate", str(rate),
-            "-step-duration", f"{sizes['duration_s']}s", "-timeout", f"{DRAIN_S}s",
-            "-connect-rate", str(cfg.connect_rate), "-server-pid", str(servers.gunicorn.process.pid),
-            "-find-max", "-max-steps", "1", "-p99-ms", str(P99_BOUND_MS),  # one step, judged
-            "-json", "-v"]
-    stem = logdir / f"wsbench-{name}-{servers.port}-{time.strftime('%H%M%S')}"
+    w, marks = run_wsbench(wsbench, name, LABELS[name], servers, [
+        "-proto", proto, "-url", url.format(port=servers.port),
+        "-rooms", str(sizes["rooms"]), "-clients", str(sizes["clients"]),
+        "-senders", str(sizes["rooms"]), "-rate", str(rate),
+        "-step-duration", f"{sizes['duration_s']}s", "-timeout", f"{DRAIN_S}s",
+        "-connect-rate", str(cfg.connect_rate),
+        "-find-max", "-max-steps", "1", "-p99-ms", str(P99_BOUND_MS)], logdir)  # one step, judged
+    figures = wsbench_figures(w, marks[1])
+    log_figures(LABELS[name] + " (wsbench)", figures)
+    return figures
+
+
+def run_wsbench(wsbench, tag, label, servers, args, logdir):
+    """wsbench `args` -find-max ... against `servers` (with -server-pid, -json, -v), its
+    JSON and log kept as <logdir>/wsbench-<tag>-<port>-<time>.json and .log.
+
+    Returns (its JSON, {step: {"start": sample, "end": sample}}): every step's CPU
+    samples, taken when its progress lines mark its start and its end (after the drain).
+    """
+    args = [wsbench, *args, "-server-pid", str(servers.tree.root), "-json", "-v"]
+    stem = logdir / f"wsbench-{tag}-{servers.port}-{time.strftime('%H%M%S')}"
     marks = {}
     with open(f"{stem}.json", "wb") as out, open(f"{stem}.log", "w", buffering=1) as log:
         log.write(" ".join(args) + "\n")
@@ -190,34 +207,34 @@ def measure(wsbench, name, servers, sizes, cfg, logdir):
         try:
             for line in proc.stderr:
                 log.write(line)
-                if STEP_STARTS.match(line):
-                    marks["start"] = sample(servers)
-                elif STEP_ENDED.match(line):
-                    marks["end"] = sample(servers)
+                if m := STEP_STARTS.match(line):
+                    marks.setdefault(int(m[1]), {})["start"] = sample(servers)
+                elif m := STEP_ENDED.match(line):
+                    marks.setdefault(int(m[1]), {})["end"] = sample(servers)
             proc.wait(timeout=WSBENCH_MARGIN_S)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    if proc.returncode != 0 or len(marks) != 2:
-        raise RuntimeError(f"wsbench against {LABELS[name]} exited with {proc.returncode} "
-                           f"before its step ended; see {stem}.log")
-    figures = wsbench_figures(json.loads(Path(f"{stem}.json").read_text()), marks)
-    log_figures(LABELS[name] + " (wsbench)", figures)
-    return figures
+    w = json.loads(Path(f"{stem}.json").read_text()) if proc.returncode == 0 else None
+    if w is None or not w["steps"] or any(len(marks.get(s["step"], ())) != 2 for s in w["steps"]):
+        raise RuntimeError(f"wsbench against {label} exited with {proc.returncode} "
+                           f"before its steps ended; see {stem}.log")
+    return w, marks
 
 
 def sample(servers):
-    """(time, machine's busy CPU s, server tree's CPU s, Redis's CPU s) now."""
+    """(time, machine's busy CPU s, server tree's CPU s, Redis's CPU s or None) now."""
     return (time.monotonic(), machine_busy(), servers.tree.sample()[0],
-            redis_cpu(servers.redis.client))
+            redis_cpu(servers.redis.client) if servers.redis else None)
 
 
 def wsbench_figures(w, marks):
-    """The scenario's figures from wsbench's JSON and the CPU samples around its step."""
+    """The scenario's figures from wsbench's JSON and the CPU samples around its step
+    (the Redis figures are None for a server without Redis)."""
     (t0, busy0, srv0, redis0), (t1, busy1, srv1, redis1) = marks["start"], marks["end"]
     window = t1 - t0
-    redis = redis1 - redis0
+    redis = redis1 - redis0 if redis0 is not None else None
     return {
         "clients": w["clients"], "ready": w["ready"], "failed": w["failed"],
         "connect_s": w["connect_s"], "sent": w["sent"], "send_rate": w["send_rate"],
@@ -234,10 +251,13 @@ def wsbench_figures(w, marks):
         "srv_cpu_ms_per_1k": w.get("server_cpu_ms_per_1k_delivered"),
         "srv_cpu_pct": w.get("server_cpu_pct"),
         "srv_rss_kb_per_client": w.get("server_rss_kb_per_client"),
-        "redis_cpu_ms_per_1k_posts": redis * 1e6 / w["sent"] if w["sent"] else None,
-        "redis_cpu_pct": 100 * redis / window, "gen_cpu_pct": w["gen_cpu_pct"],
-        "other_cpu_pct": 100 * (busy1 - busy0 - (srv1 - srv0) - redis - w["gen_cpu_s"]) / window,
-        "cpu_window_s": window,
+        "redis_cpu_ms_per_1k_posts": redis * 1e6 / w["sent"] if w["sent"] and redis is not None
+        else None,
+        "redis_cpu_pct": 100 * redis / window if redis is not None else None,
+        "gen_cpu_pct": w["gen_cpu_pct"],
+        "other_cpu_pct": 100 * (busy1 - busy0 - (srv1 - srv0) - (redis or 0) - w["gen_cpu_s"])
+        / window,
+        "cpu_window_s": window, "pass": w.get("pass"), "reason": w.get("reason"),
     }
 
 
@@ -256,21 +276,29 @@ def cpu_ratio(result):
 
 
 def log_figures(label, r):
+    """One progress line of a server's figures (without Redis's when it has none)."""
+    has_redis = r["redis_cpu_pct"] is not None
     print(f"  {label}: {r['sent']:,} posts, {r['delivered']:,} of {r['expected']:,} delivered, "
           f"p50 {r['latency_p50_ms']:.1f} ms, p99 {r['latency_p99_ms']:.1f} ms, "
-          f"{problems(r)} problems; server {r['srv_cpu_ms_per_1k'] or float('nan'):.2f} ms CPU "
-          f"per 1k deliveries, redis {r['redis_cpu_ms_per_1k_posts'] or float('nan'):.2f} ms "
-          f"per 1k posts; % of a core: server {r['srv_cpu_pct'] or float('nan'):.0f}, "
-          f"redis {r['redis_cpu_pct']:.0f}, generator {r['gen_cpu_pct']:.0f}, "
-          f"others {r['other_cpu_pct']:.0f}", file=sys.stderr, flush=True)
+          f"{problems(r)} problems; server {_or_nan(r['srv_cpu_ms_per_1k']):.2f} ms CPU "
+          f"per 1k deliveries" + (f", redis {_or_nan(r['redis_cpu_ms_per_1k_posts']):.2f} ms "
+                                  "per 1k posts" if has_redis else "") +
+          f"; % of a core: server {_or_nan(r['srv_cpu_pct']):.0f}, " +
+          (f"redis {r['redis_cpu_pct']:.0f}, " if has_redis else "") +
+          f"generator {r['gen_cpu_pct']:.0f}, others {r['other_cpu_pct']:.0f}",
+          file=sys.stderr, flush=True)
+
+
+def _or_nan(value):
+    return float("nan") if value is None else value
 
 
 # --- the check: the project's own clients ---------------------------------------------
 
 
 def pool_check(cfg, servers, sizes):
-    """The same step against the chat, driven by client.py's processes (each receiver
-    accounted against its own room's sender)."""
+    """The same step against the chat, driven by client.py's processes (WsLoop checks
+    each receiver against its own room's sender)."""
     from .scenarios import ClientPool, connect_clients, run_step, settle, wait_quiet
     with ClientPool(WsLoop, cfg.procs, servers.port) as pool:
         connect = connect_clients(pool, servers.port, sizes["clients"], sizes["rooms"],
@@ -307,11 +335,11 @@ def _verdict(test):
     return row
 
 
-def _both(label, path, fmt):
-    """Two headline rows: the figure of this chat and of Flask-SocketIO."""
+def _both(label, path, fmt, labels=LABELS):
+    """Two headline rows: the figure of this chat and of its peer (labels: name -> label)."""
     paths = path if isinstance(path, tuple) else (path,)
-    return [(f"{LABELS[name]}: {label}", tuple(f"{name}.{p}" for p in paths), fmt)
-            for name in ("chat", "socketio")]
+    return [(f"{side}: {label}", tuple(f"{name}.{p}" for p in paths), fmt)
+            for name, side in labels.items()]
 
 
 HEADLINES = [

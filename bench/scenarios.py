@@ -18,6 +18,8 @@
 - rooms:    2,000 rooms of 5, a post a second each, against this chat and Flask-SocketIO (rooms.py).
 - sockets:  as many idle WebSocket clients as the open-file limits allow, towards 100,000,
             answering pings; then one message in each of 100 rooms (sockets.py).
+- tail:     the fan-out room against this chat and gorilla/websocket's chat example: steady
+            latency and CPU, find-max, and the floor, in one run (tail.py).
 
 Every process started here is stopped when the scenario ends, also on errors
 and Ctrl-C (`Servers` and `ClientPool` are context managers).
@@ -48,6 +50,7 @@ from .rooms import rooms
 from .sockets import sockets
 from .servers import Cluster, Gunicorn, Redis, machine_busy, wait_idle_machine
 from .storm import storm
+from .tail import tail
 
 ROOM = "bench"               # the fan-out room
 LEAD_NS = 100_000_000        # a command's start time is this far ahead, so every process has it
@@ -636,4 +639,4 @@ def log_step(r):
 
 SCENARIOS = {"fanout": fanout, "steady": steady, "idle": idle, "longpoll": longpoll,
              "postcost": postcost, "floor": floor, "archive": archive, "cluster": cluster,
-             "storm": storm, "rooms": rooms, "sockets": sockets}
+             "storm": storm, "rooms": rooms, "sockets": sockets, "tail": tail}

@@ -78,6 +78,13 @@ RESULTS = {
     "sockets": {"target": 100000, "clients": 400, "workers": 2, "joined": 400,
                 "handshake_failures": 0, "deliveries_expected": 400, "deliveries_made": 400,
                 "lost": 0, "srv_rss_kb_per_client": 28.4},
+    "tail": {"order": ["chat", "gorilla"], "clients": 100, "senders": 10, "workers": 2,
+             "steady_rate": 100, "floor": {"cpu_ms_per_1k": 6.3},
+             **{name: {"findmax": {"deliveries_per_s": rate},
+                       "steady": {"latency_p99_ms": p99, "srv_cpu_ms_per_1k": cpu}}
+                for name, rate, p99, cpu in (("chat", 1.1e6, 72.4, 7.8),
+                                             ("gorilla", 2.2e5, 30.9, 8.3))},
+             "findmax_ratio": 5.0, "p99_ratio": 2.3, "cpu_floor_ratio": 1.24},
 }
 
 
