@@ -47,6 +47,7 @@ import time
 from array import array
 from collections import Counter
 
+from chat_app.config import FILES_RESERVED
 from tests.servers import GUNICORN, PROJECT
 
 from .analysis import parse
@@ -57,7 +58,7 @@ ROOM_SIZE = 100                  # clients per room
 MESSAGE_ROOMS = 100              # rooms that get one message each, at the end
 PING_INTERVAL = 5.0              # CHAT_PING_INTERVAL, s: several rounds while the clients are held
 HOLD_INTERVALS = 2               # the clients are held this many ping intervals after the last join
-SERVER_FD_MARGIN = 128           # a worker's own files (17 at rest; more Redis connections under load)
+SERVER_FD_MARGIN = FILES_RESERVED  # a worker's own files, which it keeps beyond its connections
 CLIENT_FD_MARGIN = 64            # a client process's own files (pipe, epoll, Python's)
 SOURCE_ADDRESSES = tuple(f"127.0.0.{k}" for k in range(1, 5))  # each with the local port range to itself
 RSS_BOUND_KB = 20.0              # server memory per idle client, at most
