@@ -80,7 +80,7 @@ def init_app(app):
 
     Records carry no thread: asking for it makes gevent's threading give each
     greenlet that logs a dummy Thread of its own, kept while the greenlet
-    lives (a kilobyte a WebSocket, CPU on every line); lines name the process.
+    lives (half a kilobyte a WebSocket, CPU on every line); lines name the process.
     """
     logging.logThreads = False
 
