@@ -23,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-bench  # the benchmark's own unit tests need numpy and matplotlib
 	$(PY) -m pytest
 
-test-unit: $(VENV)/.installed
+test-unit: $(VENV)/.installed-bench
 	$(PY) -m pytest tests/unit
 
 screenshots: $(VENV)/.installed

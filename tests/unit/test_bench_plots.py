@@ -7,10 +7,8 @@ plots read besides a few others.
 
 import pytest
 
-pytest.importorskip("matplotlib")
-
-from bench import plots  # noqa: E402
-from bench.__main__ import parse_args, write_plots  # noqa: E402
+from bench import plots
+from bench.__main__ import parse_args, write_plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
