@@ -95,9 +95,17 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Starts the hub (so /healthz reflects its subscription from the start), and
-    chains gunicorn's SIGTERM handler with the hub's graceful shutdown."""
+    """Starts the hub (so /healthz reflects its subscription from the start),
+    chains gunicorn's SIGTERM handler with the hub's graceful shutdown, and
+    sets the collector for a worker of long-lived connections (GC_THRESHOLDS)."""
+    import gc
+
     import gevent
+
+    from chat_app.config import GC_THRESHOLDS
+
+    gc.freeze()  # the app's own objects, made at start, are never scanned again
+    gc.set_threshold(*GC_THRESHOLDS)
 
     hub = worker.wsgi.extensions["chat"].hub
     hub.start()

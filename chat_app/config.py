@@ -45,6 +45,7 @@ AUTH_KEY_MIN_BYTES = 32       # shortest CHAT_AUTH_KEY: an HS256 secret as long 
 API_KEY_MIN_CHARS = 16        # shortest CHAT_API_KEY: too long to guess
 FILES_RESERVED = 256          # open files a worker keeps beyond its connections (Redis, pub/sub, logs, metrics)
 DEFAULT_BACKLOG = 4096        # listen queue when the kernel's net.core.somaxconn cannot be read
+GC_THRESHOLDS = (10000, 20, 10)  # a worker's collector: fewer short-lived objects reach the oldest generation
 
 # Headers of every answer: the pages run only their own scripts and styles,
 # and may talk only to this server.
