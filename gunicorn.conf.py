@@ -106,6 +106,8 @@ def post_worker_init(worker):
 
     gc.freeze()  # the app's own objects, made at start, are never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
+    worker.log.info("collector: %d start-up objects frozen, thresholds %s",
+                    gc.get_freeze_count(), gc.get_threshold())
 
     hub = worker.wsgi.extensions["chat"].hub
     hub.start()

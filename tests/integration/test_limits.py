@@ -1,6 +1,7 @@
 """A real gunicorn runs with the open-file limit, connections per worker and
-listen backlog its settings ask for, and a full worker leaves a new connection
-waiting in the listen queue instead of failing it."""
+listen backlog its settings ask for (and its workers' collector as
+GC_THRESHOLDS sets it), and a full worker leaves a new connection waiting in
+the listen queue instead of failing it."""
 
 import re
 import socket
@@ -48,6 +49,7 @@ def test_settings_set_the_files_the_connections_and_the_backlog(redis_server, st
     log = server.log()
     assert re.search(rf"open files {FILES}, worker_connections {CONNECTIONS}, backlog 64", log)
     assert f"worker_connections 100000 is capped at {CONNECTIONS}" in log
+    assert re.search(r"collector: \d+ start-up objects frozen, thresholds \(10000, 20, 10\)", log)
 
     sockets = [server.join(room_name, f"u{i}") for i in range(CONNECTIONS)]
     waiting = upgrade_request(server.port, room_name, "late")
