@@ -52,6 +52,7 @@ import time
 from collections import Counter
 
 from chat_app.config import Settings
+from chat_app.limits import read_somaxconn
 from chat_app.room import Rooms
 
 from .analysis import parse
@@ -424,6 +425,7 @@ def figures(cfg, t0, replies, reports, newest, samples, percentile):
     return {
         **phases,
         "clients": cfg.storm_clients, "rooms": cfg.storm_clients // ROOM_SIZE, "workers": workers,
+        "somaxconn": read_somaxconn(),  # the server's listen queue (its default CHAT_BACKLOG)
         "joins": joins, "not_resumed": sum(r["not_resumed"] for r in replies),
         "dropped_first_s": dropped[0] if dropped else None,
         "dropped_last_s": dropped[-1] if dropped else None,
@@ -483,6 +485,7 @@ def log(r):
 
 HEADLINES = [
     ("clients / rooms / workers", ("clients", "rooms", "workers"), "{:,.0f}"),
+    ("listen queue: net.core.somaxconn, the server's default backlog", "somaxconn", "{:,.0f}"),
     ("resumed / not resumed", ("joins", "not_resumed"), "{:,.0f}"),
     ("every client resumed after the restart (s)", "all_resumed_s", "{:.2f}"),
     ("first / p50 / p99 resumed (s)", ("resumed_first_s", "resumed_p50_s", "resumed_p99_s"), "{:.2f}"),
