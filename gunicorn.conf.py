@@ -104,7 +104,8 @@ def post_worker_init(worker):
 
     from chat_app.config import GC_THRESHOLDS
 
-    gc.freeze()  # the app's own objects, made at start, are never scanned again
+    gc.collect()  # no garbage of the start is kept for good by the freeze
+    gc.freeze()   # the app's own objects, made at start, are never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
     worker.log.info("collector: %d start-up objects frozen, thresholds %s",
                     gc.get_freeze_count(), gc.get_threshold())
