@@ -18,7 +18,7 @@ from chat_app import limits, logs
 from chat_app.config import Settings
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gevent"
+worker_class = "chat_app.worker.Worker"  # gevent, one pool of connections (chat_app/worker.py)
 graceful_timeout = 10        # seconds a stopping worker waits for its requests
 keepalive = 2                # seconds an idle HTTP keep-alive connection stays open (and delays a stop)
 timeout = 30                 # seconds a silent worker lives before it is replaced
@@ -110,7 +110,9 @@ def post_worker_init(worker):
     worker.log.info("collector: %d start-up objects frozen, thresholds %s",
                     gc.get_freeze_count(), gc.get_threshold())
 
-    hub = worker.wsgi.extensions["chat"].hub
+    chat = worker.wsgi.extensions["chat"]
+    chat.connections = worker.connections  # a WebSocket's greenlet takes its request's place
+    hub = chat.hub
     hub.start()
     previous = signal.getsignal(signal.SIGTERM)
 

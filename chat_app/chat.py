@@ -7,6 +7,7 @@ extensions; a view calls current_chat(). Nothing here imports the package.
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import gevent
 from flask import current_app
 from gevent.lock import Semaphore
 
@@ -16,6 +17,8 @@ from .exceptions import StoreUnavailable
 if TYPE_CHECKING:
     from .auth import Verifier
     from .config import Settings
+    from gevent.pool import Pool
+
     from .control import Control
     from .hub import Hub
     from .presence import Presence
@@ -35,6 +38,23 @@ class Chat:
     verifier: "Verifier | None" = None
     # A storm of new sockets and streams queues here, not on the Redis pool.
     joining: Semaphore = field(default_factory=lambda: Semaphore(JOIN_CONCURRENCY))
+    # The worker's pool of connection greenlets, worker_connections of them
+    # (worker.py); None when the app runs outside the chat's gunicorn worker.
+    connections: "Pool | None" = None
+
+    def hand_over(self, serve, *args):
+        """Starts serve(*args) in a greenlet of its own, which takes the current
+        greenlet's place in the connection pool: released and taken again in
+        one step with no yield between, so no other connection can take the
+        place and the pool's count of connections stays the same. The current
+        request can then end while the connection it opened lives on."""
+        greenlet = gevent.Greenlet(serve, *args)
+        if self.connections is None:
+            greenlet.start()
+            return greenlet
+        self.connections.discard(gevent.getcurrent())
+        self.connections.start(greenlet, blocking=False)
+        return greenlet
 
     def enter_from_page(self, room, user):
         """user joins room from a page: present at once, then the join event

@@ -1,8 +1,11 @@
 """WebSocket: the page, and the socket that replays the archive then streams events.
 
 flask-sock routes the socket and simple-websocket does the handshake; from
-then on the connection belongs to a Client (client.py), whose read pump runs
-in this request's greenlet and to which the hub hands the room's batches.
+then on the connection belongs to a Client (client.py), to which the hub hands
+the room's batches. The request ends there: the Client holds a duplicate of
+its socket, and its read pump runs in a greenlet of its own that takes the
+request's place among the worker's connections (Chat.hand_over), so what
+gunicorn, Flask and the request's greenlet held for the handshake is freed.
 """
 
 import json
@@ -90,15 +93,26 @@ def socket(ws):
     chat = current_chat()
     settings = chat.settings
     room, user, after = admitted()
-    client = Client(ws.sock, room, user, settings.send_queue, settings.max_message_chars)
-    # From here the Client owns the socket: simple-websocket must not write to
-    # it, and its handshake state (kilobytes a connection) is dropped.
-    ws.connected, ws.ws, ws.environ = False, None, None
+    client = Client(ws.sock.dup(), room, user, settings.send_queue, settings.max_message_chars)
+    # From here the Client owns the connection: simple-websocket must not
+    # write to it, and gunicorn closes only its own descriptor of it.
+    ws.connected = False
+    chat.hand_over(_session, chat, client, after, close_at_expiry(client))
+    return None
+
+
+def _session(chat, client, after, expiry):
+    """The connection's life after its handshake, in its own greenlet; expiry
+    closes it with 1008 when its token expires (None: it does not)."""
     started = time.monotonic()
     OPEN_CONNECTIONS.labels(client.transport).inc()
     try:
         _serve(chat, client, after)
+    except Exception:
+        log.exception("websocket failed", extra={"fields": {"room": client.room}})
     finally:
+        if expiry is not None:
+            expiry.kill(block=False)
         OPEN_CONNECTIONS.labels(client.transport).dec()
         log.info("websocket closed", extra={"fields": {
             "room": client.room, "user": client.user, "code": client.close_code,
@@ -108,9 +122,8 @@ def socket(ws):
 
 
 def _serve(chat, client, after):
-    """Replay and join, read until the socket closes (1008 when the token
-    expires), leave; or close at once (1012 while this process stops, 1011
-    while Redis is away)."""
+    """Replay and join, read until the socket closes, leave; or close at once
+    (1012 while this process stops, 1011 while Redis is away)."""
     try:
         chat.join(client, after)
     except ShuttingDown:
@@ -118,12 +131,9 @@ def _serve(chat, client, after):
     except StoreUnavailable:
         return _refuse(client, 1011, "the chat store is unavailable")
     log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
-    expiry = close_at_expiry(client)
     try:
         client.run(lambda text: _on_text(chat, client, text))
     finally:
-        if expiry is not None:
-            expiry.kill(block=False)
         chat.leave(client)
     return None
 
