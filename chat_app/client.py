@@ -3,8 +3,9 @@
 As in gorilla's chat example, a client has a read pump and a write pump, but
 here the write pump exists only when it has work (writer.py):
 
-- `run` is the read pump. It runs in the request greenlet, so a connected
-  client costs one greenlet (simple-websocket's reader thread is not started).
+- `run` is the read pump, and the socket's owner: the socket is closed when
+  it returns. It runs in the connection's one greenlet (simple-websocket's
+  reader thread is not started).
 - Every frame goes out through the client's SocketWriter: the hub's batches
   (the same frame bytes for every client of a room), error frames, pongs,
   pings and the close frame, so frames never interleave.
@@ -165,9 +166,11 @@ class Client:
             self.close(event.code, event.reason or "")
 
     def _finish(self):
-        """Flushes a queued close frame (for CLOSE_GRACE at most), then stops writes."""
+        """Flushes a queued close frame (for CLOSE_GRACE at most), stops writes
+        and closes the socket, which the client owns."""
         if self._closing:
             self._writer.flushed(CLOSE_GRACE)
         self._writer.stop()
         if self._deadline is not None:
             self._deadline.kill(block=False)
+        self._sock.close()

@@ -270,3 +270,16 @@ def test_a_closing_client_takes_no_more_events_and_counts_none(pair):
     assert client.deliver(batch) == 0  # the hub counts what deliver returns as delivered
     events = peer.events(is_close)
     assert texts(events) == ['{"id":1}', '{"id":2}'] and events[-1].code == 1012
+
+
+def test_the_socket_is_closed_when_the_read_pump_ends(pair):
+    sock, peer = pair
+    client = make_client(sock)
+    runner = gevent.spawn(client.run, lambda text: None)
+    client.close(1008, "token expired")
+    assert peer.events(is_close)[-1].code == 1008
+    peer.send(CloseConnection(code=1008))
+    runner.get(timeout=5)
+    assert sock.fileno() == -1
+    with gevent.Timeout(5):
+        assert peer.sock.recv(1) == b""  # the end of the connection, not a wait
