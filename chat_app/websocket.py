@@ -2,8 +2,8 @@
 
 flask-sock routes the socket and simple-websocket does the handshake; from
 then on the connection belongs to a Client (client.py), to which the hub hands
-the room's batches. The request ends there: the Client holds a duplicate of
-its socket, and its read pump runs in a greenlet of its own that takes the
+the room's batches. The request ends there: the Client takes its socket (the
+same descriptor, which gunicorn then no longer closes), and its read pump runs in a greenlet of its own that takes the
 request's place among the worker's connections (Chat.hand_over), so what
 gunicorn, Flask and the request's greenlet held for the handshake is freed.
 """
@@ -93,12 +93,22 @@ def socket(ws):
     chat = current_chat()
     settings = chat.settings
     room, user, after = admitted()
-    client = Client(ws.sock.dup(), room, user, settings.send_queue, settings.max_message_chars)
-    # From here the Client owns the connection: simple-websocket must not
-    # write to it, and gunicorn closes only its own descriptor of it.
-    ws.connected = False
+    client = Client(take_socket(ws.sock), room, user, settings.send_queue,
+                    settings.max_message_chars)
+    ws.connected = False  # from here the Client owns the connection: simple-websocket is done
     chat.hand_over(_session, chat, client, after, close_at_expiry(client))
     return None
+
+
+def take_socket(sock):
+    """A new socket object for sock's connection, on the same descriptor; sock
+    is detached from it, so gunicorn's close of sock as the request ends leaves
+    the connection open. (Not a dup: epoll keeps watching a closed descriptor
+    while another one holds its connection open.)"""
+    family, kind, proto, timeout = sock.family, sock.type, sock.proto, sock.gettimeout()
+    taken = sock.__class__(family, kind, proto, fileno=sock.detach())
+    taken.settimeout(timeout)
+    return taken
 
 
 def _session(chat, client, after, expiry):

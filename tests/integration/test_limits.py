@@ -1,7 +1,8 @@
 """A real gunicorn runs with the open-file limit, connections per worker and
 listen backlog its settings ask for (and its workers' collector as
-GC_THRESHOLDS sets it), and a full worker leaves a new connection waiting in
-the listen queue instead of failing it."""
+GC_THRESHOLDS sets it), a WebSocket holds one descriptor once its request
+has ended, and a full worker leaves a new connection waiting in the listen
+queue instead of failing it."""
 
 import re
 import socket
@@ -29,6 +30,14 @@ def listen_backlog(port):
     return int(out.split()[2])
 
 
+def descriptors_of_connections(port, pid):
+    """How many file descriptors of process pid hold connections accepted on
+    port (ss lists every descriptor of a socket: a dup'ed one twice)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(re.findall(rf"pid={pid},fd=\d+", out))
+
+
 def upgrade_request(port, room, user):
     """A connected socket that has sent a WebSocket handshake and read nothing yet."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -52,6 +61,7 @@ def test_settings_set_the_files_the_connections_and_the_backlog(redis_server, st
     assert re.search(r"collector: \d+ start-up objects frozen, thresholds \(10000, 20, 10\)", log)
 
     sockets = [server.join(room_name, f"u{i}") for i in range(CONNECTIONS)]
+    assert descriptors_of_connections(server.port, worker) == CONNECTIONS  # one each
     waiting = upgrade_request(server.port, room_name, "late")
     waiting.settimeout(1.0)
     with pytest.raises(TimeoutError):  # queued, unanswered: the full worker stopped accepting
