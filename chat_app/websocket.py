@@ -31,7 +31,7 @@ sock = Sock()
 
 class NoReaderThread:
     """Stands in for simple-websocket's reader thread, which is never started:
-    Client.run reads the socket in the request greenlet, one greenlet a client."""
+    Client.run reads the socket in the connection's own greenlet, one a client."""
 
     name = "unused"
 
