@@ -23,6 +23,10 @@ class Worker(GeventWorker):
     greenlets of one pool of `worker_connections`."""
 
     def init_process(self):
+        # A greenlet does not record who spawned it and from where (ten frames
+        # of the spawner's stack, kept for the greenlet's life): debugging
+        # aid that costs every connection time and memory.
+        gevent.config.track_greenlet_tree = False
         self.connections = Pool(self.worker_connections)
         super().init_process()  # runs the worker; returns only as it exits
 
