@@ -15,10 +15,10 @@ from .config import JOIN_CONCURRENCY
 from .exceptions import StoreUnavailable
 
 if TYPE_CHECKING:
-    from .auth import Verifier
-    from .config import Settings
     from gevent.pool import Pool
 
+    from .auth import Verifier
+    from .config import Settings
     from .control import Control
     from .hub import Hub
     from .presence import Presence

@@ -2,11 +2,12 @@
 
 gunicorn's gevent worker bounds a worker's connections (`worker_connections`)
 with a pool of the greenlets that serve them, one pool per listening socket,
-which it keeps to itself. This worker makes one pool for all its listeners
-for the app to share (gunicorn.conf.py sets Chat.connections), so that a WebSocket, served by a
-greenlet of its own once its handshake is done (Chat.hand_over), still
-counts: a full worker stops accepting and new connections wait in the listen
-queue, and a stopping worker waits for its WebSockets as for its requests.
+which it keeps to itself. This worker makes one pool for all its listeners,
+which the app shares (gunicorn.conf.py sets Chat.connections), so that a
+WebSocket, served by a greenlet of its own once its handshake is done
+(Chat.hand_over), still counts: a full worker stops accepting and new
+connections wait in the listen queue, and a stopping worker waits for its
+WebSockets as for its requests.
 """
 
 import time
