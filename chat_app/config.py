@@ -16,6 +16,7 @@ REDIS_POOL_SIZE = 64          # Redis command connections per process (blocking 
 REDIS_POOL_WAIT = 5.0         # seconds a request waits for a free pooled connection
 JOIN_CONCURRENCY = 32         # WebSockets replaying and joining at once per process; more wait
 REDIS_TIMEOUT = 5.0           # seconds a Redis command or connect may take before 503
+CLUSTER_REFRESH_INTERVAL = 0.1  # seconds between slot reads after cluster errors (how late a failover is seen)
 PUBSUB_BATCH_MAX = 2000       # pub/sub messages fanned out in one batch, at most
 PUBSUB_BACKOFF_MIN = 0.05     # first wait before reconnecting the pub/sub connection
 PUBSUB_BACKOFF_MAX = 2.0      # longest wait between pub/sub reconnect attempts

@@ -29,7 +29,7 @@ from redis.cluster import RedisCluster
 from redis.connection import parse_url
 from redis.retry import Retry
 
-from .config import REDIS_POOL_SIZE, REDIS_POOL_WAIT, REDIS_TIMEOUT
+from .config import CLUSTER_REFRESH_INTERVAL, REDIS_POOL_SIZE, REDIS_POOL_WAIT, REDIS_TIMEOUT
 from .exceptions import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -160,5 +160,6 @@ def _cluster_store(redis_url):
         socket_timeout=REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), 0),  # a post that may have run is never sent twice
+        topology_refresh_min_interval=CLUSTER_REFRESH_INTERVAL,
     )
     return Store(commands=commands, nodes=Nodes(None, cluster=commands, url=redis_url))
