@@ -3,9 +3,10 @@
 flask-sock routes the socket and simple-websocket does the handshake; from
 then on the connection belongs to a Client (client.py), to which the hub hands
 the room's batches. The request ends there: the Client takes its socket (the
-same descriptor, which gunicorn then no longer closes), and its read pump runs in a greenlet of its own that takes the
-request's place among the worker's connections (Chat.hand_over), so what
-gunicorn, Flask and the request's greenlet held for the handshake is freed.
+same descriptor, which gunicorn then no longer closes), and its read pump runs
+in a greenlet of its own that takes the request's place among the worker's
+connections (Chat.hand_over), so what gunicorn, Flask and the request's
+greenlet held for the handshake is freed.
 """
 
 import json
