@@ -107,6 +107,12 @@ class Client:
         self._queue_close(self._conn.send(CloseConnection(code=code, reason=reason)))
         self._deadline = gevent.spawn_later(CLOSE_GRACE, self._writer.shutdown)
 
+    def abort(self):
+        """Ends the connection at once, with no close frame: for a failure of
+        the server's own, where no read pump will end it."""
+        self._writer.abort()
+        self._finish()
+
     def _queue_close(self, frame):
         """Queues a close frame after the frame being written, dropping those not begun.
 

@@ -121,6 +121,7 @@ def _session(chat, client, after, expiry):
         _serve(chat, client, after)
     except Exception:
         log.exception("websocket failed", extra={"fields": {"room": client.room}})
+        client.abort()
     finally:
         if expiry is not None:
             expiry.kill(block=False)

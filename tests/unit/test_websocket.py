@@ -1,8 +1,10 @@
-"""take_socket: the request's socket object is given up, the connection is not."""
+"""A WebSocket after its handshake: the request's socket object is given up,
+the connection is not; and a session that fails still ends its connection."""
 
 import gevent
 
-from chat_app.websocket import take_socket
+from chat_app.client import Client
+from chat_app.websocket import _session, take_socket
 
 
 def test_a_taken_socket_outlives_the_close_of_the_one_it_was_taken_from(socket_pair):
@@ -15,5 +17,18 @@ def test_a_taken_socket_outlives_the_close_of_the_one_it_was_taken_from(socket_p
     with gevent.Timeout(5):
         assert peer.recv(10) == b"still open"
     taken.close()
+    with gevent.Timeout(5):
+        assert peer.recv(1) == b""
+
+
+def test_a_session_that_fails_unexpectedly_ends_its_connection(socket_pair):
+    class FailingChat:
+        def join(self, client, after):
+            raise RuntimeError("a bug")
+
+    sock, peer = socket_pair
+    client = Client(sock, "room", "ada", send_queue=64, max_message_chars=100)
+    _session(FailingChat(), client, None, None)  # logs the failure, does not raise
+    assert sock.fileno() == -1
     with gevent.Timeout(5):
         assert peer.recv(1) == b""
