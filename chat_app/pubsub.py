@@ -73,26 +73,44 @@ def sort_replies(replies):
     return published, confirmed, dropped
 
 
-def read_batches(conn, interval):
+def read_batches(conn, interval, heard):
     """Yields the replies on a pub/sub connection, a batch at a time.
 
     A batch is every reply already buffered. Batches are at least `interval`
-    apart: a message that arrives sooner waits for the rest of the interval,
-    so a busy room costs one write per listener per interval, not per message.
+    apart: what arrives sooner waits in the socket for the rest of the
+    interval, so a busy room costs one write per listener per interval, not
+    per message. Once a batch's first reply is read, heard() is called, and
+    the rest is read without yielding to the event loop but once, at its end
+    (redis-py's can_read polls through gevent, a turn of the loop each time,
+    which a busy process cannot spare for every reply).
     """
     def reply():  # RESP3 (redis-py's default) sends pub/sub messages as pushes
         return conn.read_response(disconnect_on_error=False, push_request=True)
 
+    def more():  # bytes wait in the socket, or a reply in redis-py's buffer
+        return waiting_bytes(conn) > 0 or conn.can_read(timeout=0)
+
     last = 0.0
     while True:
-        batch = [reply()]
         wait = last + interval - time.monotonic()
         if wait > 0:
             gevent.sleep(wait)
+        batch = [reply()]
+        heard()
         last = time.monotonic()
-        while len(batch) < PUBSUB_BATCH_MAX and conn.can_read(timeout=0):
+        while len(batch) < PUBSUB_BATCH_MAX and more():
             batch.append(reply())
         yield batch
+
+
+def waiting_bytes(conn):
+    """Bytes from Redis waiting unread in a redis-py connection's socket (0
+    when it has none, or is not a kernel socket: fakeredis)."""
+    sock = getattr(conn, "_sock", None)
+    try:
+        return 0 if sock is None else unread_bytes(sock)
+    except OSError:
+        return 0
 
 
 def unread_bytes(sock):
@@ -120,6 +138,8 @@ class Link:
         self.failing = Event()      # set while the last connection attempt has failed
         self.retry_now = Event()    # ends the reconnect backoff early
         self.heard_at = 0.0         # when the connection last gave a reply (time.monotonic())
+        self.asked_at = 0.0         # when the first PING since that reply went out
+        self.dispatching = False    # the reader is handing a batch to the hub
         self._nodes = nodes
         self._client = nodes.client(node)
         self._prefix = "S" if nodes.sharded else ""   # SSUBSCRIBE on a cluster's shard
@@ -177,28 +197,32 @@ class Link:
         return True
 
     def watch(self):
-        """PINGs the connection; one silent for PUBSUB_SILENCE (a stalled or
-        partitioned Redis, a half-dead connection) is dropped, so the reader
-        makes a new one, resubscribes and backfills. Replies waiting unread are
-        not silence: Redis answered, and this process, busy, has not read them
-        yet (reconnecting would only add to its work)."""
+        """PINGs the connection; one that has left a PING unanswered for
+        PUBSUB_SILENCE (a stalled or partitioned Redis, a half-dead connection)
+        is dropped, so the reader makes a new one, resubscribes and backfills.
+        Silence is counted from the first PING since the last reply, so a
+        process that was itself held up (a long collection, a starved CPU)
+        asks again before it judges. Nor is it silence while the reader hands
+        a batch out (a busy process can take seconds over a big one, with
+        replies already in redis-py's buffer) or while replies wait unread:
+        Redis answered, and this process has not read them yet (reconnecting
+        would only add to its work)."""
         if self._conn is None:
             return
-        if time.monotonic() - self.heard_at > PUBSUB_SILENCE and not self._answered():
+        now = time.monotonic()
+        if self.asked_at <= self.heard_at:  # every PING so far was answered
+            self.asked_at = now
+        elif now - self.asked_at > PUBSUB_SILENCE and not self.dispatching and \
+                not waiting_bytes(self._conn):
             REDIS_ERRORS.inc()
             log.warning("redis pub/sub connection silent for %.0f s (%s); reconnecting",
                         PUBSUB_SILENCE, self.node)
             self._close()
-        else:
-            self.send("PING")
+            return
+        self.send("PING")
 
-    def _answered(self):
-        """Whether bytes from Redis wait on the connection, unread."""
-        sock = getattr(self._conn, "_sock", None)
-        try:
-            return sock is not None and unread_bytes(sock) > 0
-        except OSError:
-            return False
+    def _heard(self):
+        self.heard_at = time.monotonic()
 
     def stop(self):
         self._greenlet.kill()
@@ -210,9 +234,12 @@ class Link:
             try:
                 conn = self._open()
                 backoff = PUBSUB_BACKOFF_MIN
-                for batch in read_batches(conn, self._hub.fanout_interval):
-                    self.heard_at = time.monotonic()
-                    self._hub.dispatch(self, batch)
+                for batch in read_batches(conn, self._hub.fanout_interval, self._heard):
+                    self.dispatching = True
+                    try:
+                        self._hub.dispatch(self, batch)
+                    finally:
+                        self.dispatching = False
             except redis.exceptions.MovedError as exc:  # a SSUBSCRIBE sent where the slot was
                 log.info("a channel's slot moved to %s:%s; following it", exc.host, exc.port)
             except (*STORE_ERRORS, OSError, StoreUnavailable) as exc:

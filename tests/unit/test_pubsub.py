@@ -3,6 +3,7 @@
 import socket
 import time
 
+import gevent
 import pytest
 
 from gevent.lock import Semaphore
@@ -28,10 +29,44 @@ class BufferedConnection:
 
 def test_messages_already_buffered_are_read_as_one_batch():
     replies = [[b"message", b"chat:lobby:events", b"%d %d {}" % (i - 1, i)] for i in range(1, 6)]
-    batches = read_batches(BufferedConnection(replies), interval=0)
+    batches = read_batches(BufferedConnection(replies), interval=0, heard=lambda: None)
     assert next(batches) == replies
     with pytest.raises(ConnectionError):
         next(batches)
+
+
+class SocketConnection(BufferedConnection):
+    """A connection whose replies are a byte each in a real socket, and whose
+    can_read polls through gevent, a turn of the event loop (as redis-py's does)."""
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self._sock, self.redis = socket.socketpair()
+        self.redis.sendall(b"x" * len(self.replies))
+        self.polls = 0
+        self.heard = 0
+
+    def can_read(self, timeout=0):
+        self.polls += 1
+        self.heard_before_poll = self.heard
+        gevent.sleep(0)
+        return False
+
+    def heard_now(self):
+        self.heard += 1
+
+    def read_response(self, disconnect_on_error=True, push_request=False):
+        self._sock.recv(1)
+        return super().read_response()
+
+
+def test_a_batch_waiting_in_the_socket_is_read_with_one_turn_of_the_loop_at_its_end():
+    replies = [[b"message", b"chat:lobby:events", b"%d %d {}" % (i - 1, i)] for i in range(1, 6)]
+    conn = SocketConnection(replies)
+    assert next(read_batches(conn, interval=0, heard=conn.heard_now)) == replies
+    assert conn.polls == 1  # not one a reply: a busy loop would hold each one up
+    # Redis was heard before that turn, in which the watchdog may run.
+    assert conn.heard_before_poll == 1
 
 
 def test_other_pushes_on_the_connection_are_ignored():
@@ -146,7 +181,8 @@ def quiet_link():
     link = Link("127.0.0.1:6379", OneRedis(), hub=Hub(), lock=Semaphore())
     link._greenlet.kill()  # no reader: the test plays a busy process that has not read
     link._conn = conn = Quiet()
-    link.heard_at = time.monotonic() - PUBSUB_SILENCE - 1
+    link.heard_at = time.monotonic() - PUBSUB_SILENCE - 2
+    link.asked_at = link.heard_at + 1  # a PING unanswered for longer than the bound
     return link, conn
 
 
@@ -162,3 +198,25 @@ def test_a_reply_waiting_unread_is_not_silence_the_connection_is_kept_and_pinged
     link.watch()
     assert not conn.disconnected and link._conn is conn
     assert conn.commands == [("PING",)]
+
+
+def test_a_process_held_up_past_the_bound_asks_again_before_it_judges():
+    link, conn = quiet_link()
+    link.asked_at = link.heard_at  # its last PING was answered; then it stalled, asking nothing
+    link.watch()
+    assert not conn.disconnected and conn.commands == [("PING",)]
+    link.watch()  # a second later, within the bound: still waiting for the answer
+    assert not conn.disconnected and conn.commands == [("PING",), ("PING",)]
+    link.asked_at -= PUBSUB_SILENCE + 1  # that PING unanswered past the bound: silence
+    link.watch()
+    assert conn.disconnected and link._conn is None
+
+
+def test_a_reader_handing_out_a_batch_is_not_silence_the_connection_is_kept_and_pinged():
+    link, conn = quiet_link()
+    link.dispatching = True  # its batch's replies were read; the rest wait in redis-py's buffer
+    link.watch()
+    assert not conn.disconnected and conn.commands == [("PING",)]
+    link.dispatching = False  # handed out, and still no answer: silence
+    link.watch()
+    assert conn.disconnected and link._conn is None
