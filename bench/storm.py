@@ -324,11 +324,13 @@ def storm(cfg, logdir):
         per_worker = [servers.gunicorn.connections(pid, ports) for pid in new]
         newest = room_lasts(servers.redis.client, {room for r in reports for room, _ in r["last_ids"]})
     result = figures(cfg, t0, replies, reports, newest, (before, resumed, after), percentile)
+    join_ms = (after.new - len(new) * start_cpu_s) * 1e3 / max(result["joins"], 1)
     result.update({"connect": connect, "per_new_worker": per_worker,
                    "old_exited_s": (exited - t0) / 1e9 if exited else None,
-                   "start_cpu_s": start_cpu_s,
-                   "new_less_start_cpu_ms_per_join":
-                       (after.new - len(new) * start_cpu_s) * 1e3 / max(result["joins"], 1)})
+                   "start_cpu_s": start_cpu_s, "new_less_start_cpu_ms_per_join": join_ms,
+                   # the most joins a second a worker could take at that CPU per
+                   # join with a core to itself (nothing else on the machine)
+                   "joins_per_s_per_core": 1e3 / join_ms if join_ms > 0 else None})
     log(result)
     return result
 
@@ -372,6 +374,7 @@ class Sample:
         self.redis = redis_cpu(servers.redis.client)
         self.clients = sum(r[0] for r in pool.call("cpu", {}, "cpu"))
         self.busy = machine_busy()
+        self.overflows = listen_overflows()
 
 
 class ExitWatch(threading.Thread):
@@ -387,6 +390,24 @@ class ExitWatch(threading.Thread):
         while any(os.path.exists(f"/proc/{pid}") for pid in self.pids):
             time.sleep(0.05)
         self.exited_ns = now_ns()
+
+
+def listen_overflows(path="/proc/net/netstat"):
+    """Connections the kernel turned away so far because a listen queue was
+    full (TcpExt ListenOverflows, every socket of this network namespace):
+    their clients wait for a SYN retransmit (1 s, then 3 s, 7 s...)."""
+    with open(path) as f:
+        return parse_netstat(f.read())["TcpExt"]["ListenOverflows"]
+
+
+def parse_netstat(text):
+    """/proc/net/netstat as {prefix: {name: value}} (each prefix a line of
+    names, then a line of values)."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    table = {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        table[names[0].rstrip(":")] = dict(zip(names[1:], map(int, values[1:])))
+    return table
 
 
 def room_lasts(client, rooms):
@@ -426,6 +447,7 @@ def figures(cfg, t0, replies, reports, newest, samples, percentile):
         **phases,
         "clients": cfg.storm_clients, "rooms": cfg.storm_clients // ROOM_SIZE, "workers": workers,
         "somaxconn": read_somaxconn(),  # the server's listen queue (its default CHAT_BACKLOG)
+        "listen_overflows": resumed.overflows - before.overflows,
         "joins": joins, "not_resumed": sum(r["not_resumed"] for r in replies),
         "dropped_first_s": dropped[0] if dropped else None,
         "dropped_last_s": dropped[-1] if dropped else None,
@@ -486,6 +508,8 @@ def log(r):
 HEADLINES = [
     ("clients / rooms / workers", ("clients", "rooms", "workers"), "{:,.0f}"),
     ("listen queue: net.core.somaxconn, the server's default backlog", "somaxconn", "{:,.0f}"),
+    ("connections the listen queue turned away (TcpExt ListenOverflows)", "listen_overflows",
+     "{:,.0f}"),
     ("resumed / not resumed", ("joins", "not_resumed"), "{:,.0f}"),
     ("every client resumed after the restart (s)", "all_resumed_s", "{:.2f}"),
     ("first / p50 / p99 resumed (s)", ("resumed_first_s", "resumed_p50_s", "resumed_p99_s"), "{:.2f}"),
@@ -499,6 +523,8 @@ HEADLINES = [
     ("of it: new workers / old workers / master (ms)",
      ("new_cpu_ms_per_join", "old_cpu_ms_per_join", "master_cpu_ms_per_join"), "{:.2f}"),
     ("new workers less their start, per join (ms)", "new_less_start_cpu_ms_per_join", "{:.2f}"),
+    ("joins/s that allows a worker with a core of its own", "joins_per_s_per_core",
+     "{:,.0f}"),
     ("a worker's start (s of CPU) / the old workers gone after (s)",
      ("start_cpu_s", "old_exited_s"), "{:.2f}"),
     ("redis CPU per join (ms)", "redis_cpu_ms_per_join", "{:.3f}"),
