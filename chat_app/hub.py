@@ -275,9 +275,10 @@ class Hub:
         """A batch of replies read on link: confirmations, then each room's messages."""
         published, confirmed, dropped = sort_replies(replies)
         control = self._control.channel.encode()
-        for channel in confirmed:
-            if link.confirmed(channel) and channel in self._by_channel:
-                self._subscribed(self._by_channel[channel])
+        subscribed = [self._by_channel[channel] for channel in confirmed
+                      if link.confirmed(channel) and channel in self._by_channel]
+        if subscribed:
+            self._subscribed(subscribed)
         if dropped:
             self._dropped(link, dropped)
         for channel, messages in published.items():
@@ -312,12 +313,25 @@ class Hub:
         count = self.close_user(room, user, 1008, "disconnected by the server")
         gevent.spawn(self._control.answer, reply, count)
 
-    def _subscribed(self, sub):
-        """Redis confirmed a subscription: backfill what its listeners may have missed."""
-        after = sub.backfill_from()
-        if after is not None:
-            self._fan_out(sub, sub.sequence.accept(self._rooms.history(sub.room, after)))
-        sub.ready.set()
+    def _subscribed(self, subs):
+        """Redis confirmed subscriptions: each room is backfilled with what its
+        listeners may have missed, and is ready. The archives of every room a
+        batch confirms are read in one round trip (a reconnected link
+        resubscribes all its rooms at once); a room with nothing to backfill is
+        ready at once, with no yield between asking and answering."""
+        behind = []
+        for sub in subs:
+            after = sub.backfill_from()
+            if after is None:
+                sub.ready.set()
+            else:
+                behind.append((sub, after))
+        if not behind:
+            return
+        archives = self._rooms.histories([(sub.room, after) for sub, after in behind])
+        for (sub, _), archived in zip(behind, archives):
+            self._fan_out(sub, sub.sequence.accept(archived))
+            sub.ready.set()
 
     def _receive(self, sub, messages):
         """Delivers published messages in id order, once, filling gaps from the archive."""

@@ -238,36 +238,50 @@ class Rooms:
 
     def history(self, room, after=0):
         """The archived events with id > after, oldest first, as (id, JSON) pairs."""
+        return self.histories([(room, after)])[0]
+
+    def histories(self, wanted):
+        """history(room, after) for each (room, after) of wanted, in one round
+        trip to Redis (a second for any room more than HISTORY_FIRST_WINDOW
+        events behind)."""
         try:
-            return newer_than(self._tail_after(room, after), after)
+            if len(wanted) == 1:  # the common case, without a pipeline's cost
+                windows = [self._redis.lrange(*self._window(*wanted[0]))]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for room, after in wanted:
+                    pipe.lrange(*self._window(room, after))
+                windows = pipe.execute()
+            return [newer_than(self._tail_after(room, after, window), after)
+                    for (room, after), window in zip(wanted, windows)]
         except STORE_ERRORS as exc:
             REDIS_ERRORS.inc()
             raise StoreUnavailable(str(exc)) from exc
 
-    def _tail_after(self, room, after):
-        """A tail of the room's archive (raw events) holding every event with id > after.
+    def _window(self, room, after):
+        """The LRANGE arguments of the read that starts a history: the whole
+        archive for after <= 0, else its newest HISTORY_FIRST_WINDOW events."""
+        return self.key(room, "archive"), -HISTORY_FIRST_WINDOW if after > 0 else 0, -1
 
-        after <= 0: the whole archive (LRANGE 0 -1). Otherwise what Redis
-        reads follows what the caller receives, not the archive's size (the
-        archive is oldest first and its ids strictly increase), in at most two
-        round trips. First a plain LRANGE of the newest HISTORY_FIRST_WINDOW
-        events: enough for a resume, a long poll or a gap fill a few events
+    def _tail_after(self, room, after, window):
+        """A tail of the room's archive (raw events) holding every event with
+        id > after, given `window`, what the LRANGE of _window read.
+
+        What Redis reads follows what the caller receives, not the archive's
+        size (the archive is oldest first and its ids strictly increase). The
+        window is enough for a resume, a long poll or a gap fill a few events
         behind, and cheaper in Redis than the script's EVALSHA (which costs
         more than reading a 100-event archive whole). Only when every event of
-        that window is newer than after, the history script: it reads back
-        from the tail in growing windows, as far as it must, in one atomic
-        snapshot (between two LRANGEs, posts trimming the list would shift
-        their indexes), and returns only the newer events. In all, Redis reads
-        at most 2 * HISTORY_FIRST_WINDOW events plus HISTORY_WINDOW_GROWTH per
+        the window is newer than after, the history script: it reads back from
+        the tail in growing windows, as far as it must, in one atomic snapshot
+        (between two LRANGEs, posts trimming the list would shift their
+        indexes), and returns only the newer events. In all, Redis reads at
+        most 2 * HISTORY_FIRST_WINDOW events plus HISTORY_WINDOW_GROWTH per
         event returned. Each command names the one archive key (Redis Cluster).
         """
-        key = self.key(room, "archive")
-        if after <= 0:
-            return self._redis.lrange(key, 0, -1)
-        window = self._redis.lrange(key, -HISTORY_FIRST_WINDOW, -1)
-        if len(window) < HISTORY_FIRST_WINDOW or event_id(window[0]) <= after:
+        if after <= 0 or len(window) < HISTORY_FIRST_WINDOW or event_id(window[0]) <= after:
             return window  # the whole archive, or it reaches back to after
-        return _HISTORY(self._redis, [key], [str(after)])
+        return _HISTORY(self._redis, [self.key(room, "archive")], [str(after)])
 
     def healthy(self):
         """Whether Redis answers a PING now."""

@@ -11,9 +11,12 @@ import threading
 import time
 
 import pytest
+import redis
 import requests
 import websocket
 
+from chat_app.config import Settings
+from chat_app.room import Rooms
 from tests.conftest import API_KEY
 from tests.servers import RedisCluster, Socket, assert_chained, wait_until
 from tests.integration.conftest import require_redis_server
@@ -112,6 +115,20 @@ def test_each_rooms_keys_live_on_one_master_and_its_channel_is_a_shard_channel(c
     assert {cluster.owner(f"chat:{{{room}}}:last") for room in rooms} == set(cluster.masters())
     for sock in sockets:
         sock.close()
+
+
+def test_the_archives_of_rooms_on_every_master_are_read_in_one_call(cluster):
+    client = redis.cluster.RedisCluster.from_url(cluster.url())
+    rooms = Rooms(client, Settings(archive_size=100), cluster=True)
+    names = rooms_on_every_master(cluster, per_master=2)
+    for count, room in enumerate(names):
+        for _ in range(count * 10):  # the last rooms more than a window behind
+            rooms.post(room, "join", "ada")
+    wanted = [(room, after) for room in names for after in (0, 5, time.time_ns() // 1000)]
+    assert rooms.histories(wanted) == [rooms.history(room, after) for room, after in wanted]
+    assert [len(events) for events in rooms.histories([(room, 0) for room in names])] == \
+        [count * 10 for count in range(len(names))]
+    client.close()
 
 
 def test_presence_metrics_and_disconnect_on_a_cluster(servers):

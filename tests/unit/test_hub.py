@@ -150,6 +150,35 @@ def test_a_failed_backfill_reconnects_and_backfills_again(hub, rooms, fake_redis
     assert texts(listener) == ["first", "missed", "third", "fourth"]
 
 
+def test_a_reconnected_link_backfills_all_its_rooms_in_one_read(hub, rooms, fake_redis, monkeypatch):
+    names = [f"room{i}" for i in range(20)]
+    listeners = [FakeListener(name) for name in names]
+    for listener in listeners:
+        hub.attach(listener, 0)
+    firsts = [post(rooms, "first", room=name) for name in names]
+    wait_until(lambda: all(len(listener.events()) == 1 for listener in listeners))
+    for name, first in zip(names, firsts):
+        archive_without_publishing(fake_redis, name, first + 1, "missed")
+    history, histories, reads = rooms.history, rooms.histories, []
+
+    def history_with_a_bug_once(room, after=0):
+        raise RuntimeError("a bug")  # the gap below: the reader starts again
+
+    def counted_histories(wanted):
+        reads.append(sorted(room for room, _ in wanted))
+        return histories(wanted)
+
+    monkeypatch.setattr(rooms, "history", history_with_a_bug_once)
+    monkeypatch.setattr(rooms, "histories", counted_histories)
+    post(rooms, "third", room=names[0])  # its prev id shows the gap
+    wait_until(lambda: all(len(listener.events()) >= 2 for listener in listeners),
+               message="every room backfilled after reconnecting")
+    monkeypatch.setattr(rooms, "history", history)
+    assert reads == [sorted(names)]  # one read for every room the reconnect resubscribed
+    assert texts(listeners[0]) == ["first", "missed", "third"]
+    assert all(texts(listener) == ["first", "missed"] for listener in listeners[1:])
+
+
 def test_a_listener_joining_while_events_flow_gets_each_once_in_order(hub, rooms, monkeypatch):
     post(rooms, "archived")
     early = FakeListener()

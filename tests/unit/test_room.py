@@ -106,6 +106,20 @@ def test_history_transfers_one_window_and_what_it_returns_not_the_archive():
     assert client.replies == [("LRANGE", 1000)]
 
 
+def test_histories_read_what_history_reads_for_each_room_in_one_pipeline():
+    client = CountingRedis(server=fakeredis.FakeServer())
+    rooms = Rooms(client, Settings(archive_size=1000))
+    ids = {room: post_joins(rooms, count, room) for room, count in
+           [("lobby", 100), ("quiet", 1), ("empty", 0)]}
+    wanted = [("lobby", 0), ("lobby", ids["lobby"][-4]), ("lobby", ids["lobby"][10]),
+              ("quiet", ids["quiet"][0]), ("quiet", 0), ("empty", 5)]
+    expected = [rooms.history(room, after) for room, after in wanted]
+    client.replies.clear()
+    assert rooms.histories(wanted) == expected
+    assert [len(events) for events in expected] == [100, 3, 89, 0, 1, 0]
+    assert client.replies == [("EVALSHA", 89)]  # the one room far behind; the windows in a pipeline
+
+
 def test_archive_is_capped(fake_redis):
     rooms = Rooms(fake_redis, Settings(archive_size=5, rate_burst=100))
     ids = [json.loads(rooms.post("lobby", "message", "ada", str(i)))["id"] for i in range(12)]
