@@ -24,6 +24,7 @@ from .analysis import (MESSAGE_MARK, LatencyHistogram, arrival_times, check_ids,
 from .loop import DEAD, OPEN, Conn, Loop, cpu_seconds, now_ns
 
 KEEPALIVE_NS = 10 * 10**9      # each client sends a pong this often: the server closes silent peers
+CONNECTED_CHECK_NS = 50 * 10**6  # while clients connect, how often all are looked over (one look is O(clients))
 PONG = b"\x8a\x80\x00\x00\x00\x00"  # an unsolicited, masked (key 0), empty pong frame
 MASK_ZERO = b"\x00\x00\x00\x00"    # client frames must be masked; a zero key leaves text as is
 REFERENCES_MAX = 16            # distinct streams kept per analysis to compare the others with
@@ -75,6 +76,7 @@ class WsLoop(Loop):
         self.received = 0             # bytes received, ever (the orchestrator watches it go quiet)
         self.batch = []               # the Conns of the last connect command
         self.connect_deadline = None
+        self.connected_check_at = 0  # when the connecting clients are looked over next
         self.schedule = []            # heap of (due ns, sender, seq, first due ns, conn)
         self.step = None              # (step, start ns, end ns, interval ns) while sending
         self.sent = Counter()         # messages sent this step, by sender
@@ -191,7 +193,7 @@ class WsLoop(Loop):
         if self.drain is not None:
             due.append(self.drain[1])
         if self.connect_deadline is not None:
-            due.append(self.connect_deadline)
+            due.append(min(self.connect_deadline, self.connected_check_at))
         return max(0, min(due) - now) / 1e9 if due else None
 
     def tick(self, now):
@@ -206,7 +208,11 @@ class WsLoop(Loop):
                 self.cpu1 = cpu_seconds()
                 self.reply("drained", now_ns(), self.marks)
                 self.drain = None
-        if self.connect_deadline is not None:
+        if self.connect_deadline is not None and now >= self.connected_check_at:
+            # not after every wake-up: near the end of a big batch, with pings
+            # and pongs waking the loop thousands of times a second, a look at
+            # every client each time would leave this process no time to answer
+            self.connected_check_at = now + CONNECTED_CHECK_NS
             self.check_connected(now)
         if self.next_keepalive is not None and now >= self.next_keepalive:
             for conn in self.conns.values():

@@ -140,7 +140,8 @@ def _serve(chat, client, after):
         chat.join(client, after)
     except ShuttingDown:
         return _refuse(client, 1012, "server restarting; reconnect")
-    except StoreUnavailable:
+    except StoreUnavailable as exc:
+        log.warning("redis unavailable: %s", exc, extra={"fields": {"room": client.room}})
         return _refuse(client, 1011, "the chat store is unavailable")
     log.info("websocket open", extra={"fields": {"room": client.room, "user": client.user}})
     try:
