@@ -125,11 +125,29 @@ class ClientPool:
         return message[1:]
 
     def call(self, name, args, kind, timeout=REPLY_TIMEOUT):
-        """Sends a command to every process (args: one dict for all, or a list), gathers replies."""
+        """Sends a command to every process (args: one dict for all, or a list),
+        gathers replies in process order.
+
+        Each reply is read as soon as it comes, not in turn: a process blocks
+        writing a reply bigger than its pipe holds until the reply is read, and
+        a blocked process answers none of its clients' pings.
+        """
         each = args if isinstance(args, list) else [args] * len(self)
         for i, a in enumerate(each):
             self.send(i, name, a)
-        return [self.recv(i, kind, timeout) for i in range(len(self))]
+        replies, deadline = {}, time.monotonic() + timeout
+        while len(replies) < len(self):
+            waiting = [i for i in range(len(self)) if i not in replies]
+            watched = {self.pipes[i]: i for i in waiting}
+            watched.update({self.procs[i].sentinel: i for i in waiting})
+            ready = multiprocessing.connection.wait(list(watched),
+                                                    max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise RuntimeError(f"client process {waiting[0]} did not answer "
+                                   f"(within {timeout}s, wanted {kind})")
+            for i in sorted({watched[r] for r in ready}):
+                replies[i] = self.recv(i, kind, timeout=0)  # raises if it exited
+        return [replies[i] for i in range(len(self))]
 
     def stop(self):
         """Asks each process to close its sockets and exit; kills those that do not."""
