@@ -42,7 +42,7 @@ from .config import (
 from .control import parse_request
 from .exceptions import ShuttingDown, StoreUnavailable
 from .keepalive import PingSchedule
-from .metrics import FRAMES_DELIVERED, HUB_ERRORS
+from .metrics import DELIVERED, HUB_ERRORS
 from .pubsub import Link, sort_replies
 from .store import STORE_ERRORS
 from .sequence import Batch, CatchUp, Sequence, parse_published
@@ -153,7 +153,7 @@ class Hub:
         self._pings.add(listener)
         replay = catch_up.archived(archived)
         if replay is not None:
-            FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(replay))
+            DELIVERED[listener.transport].inc(listener.deliver(replay))
         self._promote(sub, listener, catch_up)
 
     def detach(self, listener):
@@ -363,12 +363,12 @@ class Hub:
                     delivered += listener.deliver(batch)
                 except Exception:
                     self._failed(listener)
-            FRAMES_DELIVERED.labels(transport).inc(delivered)
+            DELIVERED[transport].inc(delivered)
         for listener, catch_up in list(sub.joining.items()):
             fresh = catch_up.live(batch)
             if fresh is not None:
                 try:
-                    FRAMES_DELIVERED.labels(listener.transport).inc(listener.deliver(fresh))
+                    DELIVERED[listener.transport].inc(listener.deliver(fresh))
                 except Exception:
                     self._failed(listener)
             self._promote(sub, listener, catch_up)

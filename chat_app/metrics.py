@@ -38,11 +38,13 @@ POST_SECONDS = Histogram("chat_post_seconds", "Time to post an event (one Redis 
                                   0.5, 1, 2.5, 5))
 
 # Every series exists from the start, at 0 (Prometheus' advice for known labels).
-for _transport in ("websocket", "sse", "longpolling"):
+# Those counted for every post and every fan-out are looked up here once:
+# labels() takes a lock and builds a tuple on each call.
+POSTED = {kind: EVENTS_POSTED.labels(kind) for kind in ("join", "leave", "message")}
+DELIVERED = {transport: FRAMES_DELIVERED.labels(transport)
+             for transport in ("websocket", "sse", "longpolling")}
+for _transport in DELIVERED:
     OPEN_CONNECTIONS.labels(_transport)
-    FRAMES_DELIVERED.labels(_transport)
-for _type in ("join", "leave", "message"):
-    EVENTS_POSTED.labels(_type)
 for _reason in ("validation", "rate", "origin", "auth"):
     POSTS_REFUSED.labels(_reason)
 

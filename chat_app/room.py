@@ -20,7 +20,7 @@ from .config import HISTORY_FIRST_WINDOW, HISTORY_WINDOW_GROWTH
 from .events import event_fields, event_id
 from .exceptions import RateLimited, StoreUnavailable
 from .store import STORE_ERRORS
-from .metrics import EVENTS_POSTED, POST_SECONDS, POSTS_REFUSED, REDIS_ERRORS
+from .metrics import POST_SECONDS, POSTED, POSTS_REFUSED, REDIS_ERRORS
 
 # Lua shared by the scripts below: the time, and post(), which posts one event.
 # post(fields, archive size, channel, publishing command) uses KEYS[1] (the
@@ -197,7 +197,7 @@ class Rooms:
         if event is None:
             POSTS_REFUSED.labels("rate").inc()
             raise RateLimited(room, user)
-        EVENTS_POSTED.labels(kind).inc()
+        POSTED[kind].inc()
         return event
 
     def join(self, room, user, after, presence=None):
@@ -209,7 +209,7 @@ class Rooms:
         keys = [self.key(room, "last"), self.key(room, "archive"), self.key(room, "presence")]
         args = [*self._event_args(room, "join", user), str(max(after, 0)), member, score, ttl]
         archived, _ = self._run(_JOIN, keys, args)
-        EVENTS_POSTED.labels("join").inc()
+        POSTED["join"].inc()
         return [(event_id(raw), raw) for raw in archived]
 
     def leave(self, room, user, member=""):
@@ -217,7 +217,7 @@ class Rooms:
         (none when ""): one round trip to Redis. Returns the event's JSON."""
         keys = [self.key(room, "last"), self.key(room, "archive"), self.key(room, "presence")]
         event = self._run(_LEAVE, keys, [*self._event_args(room, "leave", user), member])
-        EVENTS_POSTED.labels("leave").inc()
+        POSTED["leave"].inc()
         return event
 
     def _event_args(self, room, kind, user):
