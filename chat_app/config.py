@@ -27,6 +27,7 @@ HISTORY_WINDOW_GROWTH = 2     # each further window from the tail is this many t
 ID_CLOCK_SLACK = 86400.0      # seconds an event id may run ahead of this host's clock (else it is bogus)
 HEALTH_WAIT = 1.0             # seconds /healthz waits for a hub's first connection to Redis
 RECONNECT_WAIT = 1.0          # seconds a listener waits for a reconnect attempt while Redis is away
+FIRST_REQUEST_WAIT = 10.0     # seconds a new connection may take to send its first request (then: keepalive)
 SUBSCRIBE_TIMEOUT = 5.0       # seconds a listener waits for its room's subscription
 PING_SLICES = 50              # ticks a keepalive round is spread over, so a worker's pongs never return all at once
 YIELD_EVERY = 200             # listeners pinged, or presence members written, between two yields to the event loop

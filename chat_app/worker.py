@@ -11,12 +11,15 @@ WebSockets as for its requests.
 """
 
 import time
+import weakref
 from functools import partial
 
 import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gunicorn.workers.ggevent import GeventWorker
+
+from .config import FIRST_REQUEST_WAIT
 
 
 class Worker(GeventWorker):
@@ -29,7 +32,20 @@ class Worker(GeventWorker):
         # aid that costs every connection time and memory.
         gevent.config.track_greenlet_tree = False
         self.connections = Pool(self.worker_connections)
+        self._requested = weakref.WeakSet()  # connections (greenlets) past their first request
         super().init_process()  # runs the worker; returns only as it exits
+
+    def timeout_ctx(self):
+        """How long gunicorn waits for a connection's next request before it
+        closes the connection, unanswered: FIRST_REQUEST_WAIT for its first
+        (gunicorn would give it `keepalive`, and a worker busy for longer than
+        that, as in a storm of joins, dropped connections it had accepted),
+        `keepalive` for each one after on a kept-alive connection."""
+        connection = gevent.getcurrent()
+        if connection in self._requested:
+            return gevent.Timeout(self.cfg.keepalive, False)
+        self._requested.add(connection)
+        return gevent.Timeout(FIRST_REQUEST_WAIT, False)
 
     def run(self):
         """Serves until told to stop, then waits graceful_timeout for the
