@@ -7,7 +7,8 @@ which the app shares (gunicorn.conf.py sets Chat.connections), so that a
 WebSocket, served by a greenlet of its own once its handshake is done
 (Chat.hand_over), still counts: a full worker stops accepting and new
 connections wait in the listen queue, and a stopping worker waits for its
-WebSockets as for its requests.
+WebSockets as for its requests. A new connection's first request is also
+given longer than gunicorn gives it (FIRST_REQUEST_WAIT, not keepalive).
 """
 
 import time
@@ -40,7 +41,8 @@ class Worker(GeventWorker):
         closes the connection, unanswered: FIRST_REQUEST_WAIT for its first
         (gunicorn would give it `keepalive`, and a worker busy for longer than
         that, as in a storm of joins, dropped connections it had accepted),
-        `keepalive` for each one after on a kept-alive connection."""
+        `keepalive` for each one after on a kept-alive connection. A stopping
+        worker waits for either as for any connection (`run`)."""
         connection = gevent.getcurrent()
         if connection in self._requested:
             return gevent.Timeout(self.cfg.keepalive, False)
