@@ -207,8 +207,8 @@ def cluster(runs, path, args):
 
 
 def sockets(runs, path, args):
-    """Clients asked, joined and failed, deliveries expected and made; server RSS per
-    idle client beside the bound, per run."""
+    """Clients asked, joined and not (refused, failed or dropped), deliveries
+    expected, made and not; server RSS per idle client beside the bound, per run."""
     r = runs[0]
     fig, (counts, memory) = _figure(2, f"Sockets: {r['clients']:,} WebSocket clients in rooms of "
                                        f"100 on {r['workers']} workers (target {r['target']:,})"
@@ -216,7 +216,8 @@ def sockets(runs, path, args):
     _bars(counts, ["clients", "deliveries"], {
         "asked / expected": [_median(runs, "clients"), _median(runs, "deliveries_expected")],
         "joined / made": [_median(runs, "joined"), _median(runs, "deliveries_made")],
-        "failed / lost": [_median(runs, "handshake_failures"), _median(runs, "lost")]})
+        "not joined / not made": [_median_gap(runs, "clients", "joined"),
+                                  _median_gap(runs, "deliveries_expected", "deliveries_made")]})
     counts.set(yscale="symlog", title="clients and deliveries", ylabel="count")
     _per_run(memory, runs, {"RSS": "srv_rss_kb_per_client"})
     memory.axhline(RSS_BOUND_KB, color="gray", linestyle="--", linewidth=1,
@@ -302,6 +303,11 @@ def _median(runs, path):
     values = [v for v in (get(run, path) for run in runs)
               if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return statistics.median(values) if values else None
+
+
+def _median_gap(runs, wanted, got):
+    """The median over the runs of run[wanted] - run[got]."""
+    return statistics.median(run[wanted] - run[got] for run in runs)
 
 
 def _median_counts(runs, key):
