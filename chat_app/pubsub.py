@@ -79,10 +79,13 @@ def read_batches(conn, interval, heard):
     A batch is every reply already buffered. Batches are at least `interval`
     apart: what arrives sooner waits in the socket for the rest of the
     interval, so a busy room costs one write per listener per interval, not
-    per message. Once a batch's first reply is read, heard() is called, and
-    the rest is read without yielding to the event loop but once, at its end
-    (redis-py's can_read polls through gevent, a turn of the loop each time,
-    which a busy process cannot spare for every reply).
+    per message. The rest of a batch, after its first reply, is read without
+    yielding to the event loop while bytes wait in the socket; when none do,
+    redis-py's can_read polls through gevent, a turn of the loop (which a
+    busy process cannot spare for every reply), and the batch goes on if
+    more came meanwhile. heard() is called as each reply is read: in a busy
+    process one batch can span many long turns, in any of which the
+    watchdog may look.
     """
     def reply():  # RESP3 (redis-py's default) sends pub/sub messages as pushes
         return conn.read_response(disconnect_on_error=False, push_request=True)
@@ -100,6 +103,7 @@ def read_batches(conn, interval, heard):
         last = time.monotonic()
         while len(batch) < PUBSUB_BATCH_MAX and more():
             batch.append(reply())
+            heard()
         yield batch
 
 

@@ -65,8 +65,38 @@ def test_a_batch_waiting_in_the_socket_is_read_with_one_turn_of_the_loop_at_its_
     conn = SocketConnection(replies)
     assert next(read_batches(conn, interval=0, heard=conn.heard_now)) == replies
     assert conn.polls == 1  # not one a reply: a busy loop would hold each one up
-    # Redis was heard before that turn, in which the watchdog may run.
-    assert conn.heard_before_poll == 1
+    # Redis was heard, each reply, before that turn, in which the watchdog may run.
+    assert conn.heard_before_poll == len(replies)
+
+
+class TrickleConnection(SocketConnection):
+    """A connection to which Redis sends one more reply during each turn of
+    the loop that can_read takes, as to a process whose every turn is long."""
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self._sock.recv(len(self.replies) - 1)  # one reply waits; the rest trickle in
+        self.heard_at_polls = []  # (replies read, heard) at each poll
+
+    def can_read(self, timeout=0):
+        self.heard_at_polls.append((self.read, self.heard))
+        gevent.sleep(0)
+        if len(self.replies) > 1:
+            self.redis.sendall(b"x")
+            return True
+        return False
+
+    @property
+    def read(self):
+        return 5 - len(self.replies)
+
+
+def test_each_reply_of_a_batch_that_spans_turns_of_the_loop_is_heard():
+    replies = [[b"message", b"chat:lobby:events", b"%d %d {}" % (i - 1, i)] for i in range(1, 6)]
+    conn = TrickleConnection(replies)
+    assert next(read_batches(conn, interval=0, heard=conn.heard_now)) == replies[:4]
+    # the watchdog, which may run in any of those turns, has heard every reply read
+    assert conn.heard_at_polls == [(1, 1), (2, 2), (3, 3), (4, 4)]
 
 
 def test_other_pushes_on_the_connection_are_ignored():
