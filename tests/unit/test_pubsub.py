@@ -75,7 +75,8 @@ class TrickleConnection(SocketConnection):
 
     def __init__(self, replies):
         super().__init__(replies)
-        self._sock.recv(len(self.replies) - 1)  # one reply waits; the rest trickle in
+        self.total = len(self.replies)
+        self._sock.recv(self.total - 1)  # one reply waits; the rest trickle in
         self.heard_at_polls = []  # (replies read, heard) at each poll
 
     def can_read(self, timeout=0):
@@ -88,7 +89,7 @@ class TrickleConnection(SocketConnection):
 
     @property
     def read(self):
-        return 5 - len(self.replies)
+        return self.total - len(self.replies)
 
 
 def test_each_reply_of_a_batch_that_spans_turns_of_the_loop_is_heard():
