@@ -209,9 +209,8 @@ class WsLoop(Loop):
                 self.reply("drained", now_ns(), self.marks)
                 self.drain = None
         if self.connect_deadline is not None and now >= self.connected_check_at:
-            # not after every wake-up: near the end of a big batch, with pings
-            # and pongs waking the loop thousands of times a second, a look at
-            # every client each time would leave this process no time to answer
+            # not after every wake-up: a look at every client costs O(clients),
+            # and pings wake the loop thousands of times a second
             self.connected_check_at = now + CONNECTED_CHECK_NS
             self.check_connected(now)
         if self.next_keepalive is not None and now >= self.next_keepalive:
